@@ -1,0 +1,158 @@
+"""Typed data-set config, raw source records and the prepared (model-ready) data set.
+
+Two stages on purpose: ``SourceData`` is what was read from disk or a bundled set, untouched,
+so data validation can judge the source itself (shapes, ranges, NaNs, duplicates, labels);
+``PreparedDataset`` is what training sees (resized, scaled to [-1, 1], split), identified by a
+content hash that doubles as the data version and as the key for cached reference statistics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+DataKind = Literal["image", "points"]
+
+
+class DataError(ValueError):
+    """Bad or missing data-set input. The message names the file or field and the fix."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data set to read and how to prepare it.
+
+    name: a registered data-set name (``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``,
+      ``ring8``, ``grid25``), ``folder`` (an image folder at ``root``) or ``npy`` (an array at ``root``).
+    """
+
+    name: str = "digits"
+    root: str | None = None
+    resolution: int = 32
+    channels: int | None = None  # None: the source's own channel count
+    download: bool = False  # torchvision sets only; never implied
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    num_points: int = 20_000  # 2D mixtures: training points drawn
+    max_samples: int | None = None  # cap on source samples (quick runs)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SourceData:
+    """Raw samples as read from the source, before any resizing or scaling.
+
+    samples: images as a list of arrays ``(H, W)`` or ``(H, W, C)`` in any dtype and size, or a
+      ``(N, 2)`` float array for 2D points.
+    labels: int64 ``(N,)`` class indices, or None when the source has no labels.
+    ids: one human-readable identifier per sample (a file path, or ``name[index]``) so that
+      validation failures can point at the offending rows.
+    value_range: the range raw values are declared to lie in (e.g. (0, 16) for digits, (0, 255) for
+      8-bit images), checked by validation and used to scale to [-1, 1].
+    """
+
+    name: str
+    kind: DataKind
+    samples: list[np.ndarray] | np.ndarray
+    labels: np.ndarray | None
+    ids: list[str]
+    value_range: tuple[float, float]
+    class_names: list[str] | None = None
+    origin: str = ""  # where it was read from, for messages
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class PreparedDataset:
+    """Model-ready tensors. Images: float32 ``(N, C, H, W)`` in [-1, 1]; points: float32 ``(N, 2)``."""
+
+    name: str
+    kind: DataKind
+    x_train: torch.Tensor
+    x_test: torch.Tensor
+    y_train: torch.Tensor | None = None  # int64 (N,)
+    y_test: torch.Tensor | None = None
+    class_names: list[str] | None = None
+    config: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.class_names else 0
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    @property
+    def data_hash(self) -> str:
+        """sha256 over the prepared tensors (dtype, shape, bytes) and class names: the data version."""
+        h = hashlib.sha256()
+        for key in ("x_train", "y_train", "x_test", "y_test"):
+            t = getattr(self, key)
+            h.update(key.encode())
+            if t is None:
+                h.update(b"none")
+                continue
+            t = t.detach().cpu().contiguous()
+            h.update(f"{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.numpy().tobytes())
+        h.update(repr(self.class_names).encode())
+        return h.hexdigest()
+
+    def to_state(self) -> dict:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "x_train": self.x_train,
+            "x_test": self.x_test,
+            "y_train": self.y_train,
+            "y_test": self.y_test,
+            "class_names": list(self.class_names) if self.class_names else None,
+            "config": dict(self.config),
+        }
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write atomically (temp file + rename); loadable with ``torch.load(weights_only=True)``.
+
+        Returns the data hash.
+        """
+        atomic_torch_save(self.to_state(), path)
+        return self.data_hash
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PreparedDataset":
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"prepared data set not found: {path}. Run the prepare stage first.")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return cls(**state)
+
+
+def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
+    """torch.save to a temp file in the same directory, fsync, then rename over ``path``.
+
+    A crash at any point leaves either the old file or the new one, never a torn file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
