@@ -68,6 +68,9 @@ class SourceData:
     value_range: tuple[float, float]
     class_names: list[str] | None = None
     origin: str = ""  # where it was read from, for messages
+    # Per-sample "train"/"test" where the source has an official split (torchvision sets, the
+    # 2D mixtures); None: ``prepare`` draws a seeded split from the config.
+    split: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)

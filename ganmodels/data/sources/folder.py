@@ -1,0 +1,117 @@
+"""``folder``: a directory of image files of any sizes and modes, read with PIL.
+
+Labels follow torchvision's ImageFolder convention: when no image lies directly in the root,
+each image's first-level sub-folder is its class (sorted names -> 0, 1, ...), wherever it sits
+beneath it. A single sub-folder (``celeba/img_align_celeba/``) is a container, not a class, so
+the set is then unlabeled, as it is when some images lie directly in the root.
+
+Samples are kept at their native size and bit depth. Only modes whose pixel values are not
+intensities are decoded: palette (P, PA) to RGB(A), bilevel (1) to L, and CMYK/YCbCr/LAB/HSV to
+RGB. EXIF orientation is applied and only the first frame of animated files is read. 8-bit
+images declare the range (0, 255), 16-bit ones (I;16*, and I as PIL opens some 16-bit PNGs)
+(0, 65535); a folder mixing the two, or holding floating-point images, is refused: one range
+must describe the whole set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ganmodels.data.base import DataConfig, DataError, SourceData
+from ganmodels.data.registry import register_dataset
+from ganmodels.data.splits import cap_indices
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+
+# Modes decoded on reading (see module docstring); the rest are kept as they are.
+_DECODE = {"1": "L", "PA": "RGBA", "CMYK": "RGB", "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB"}
+_EIGHT_BIT = {"L", "LA", "RGB", "RGBA"}
+_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+def find_images(root: Path) -> list[Path]:
+    """Image files under ``root`` in a fixed order (sorted relative paths), hidden entries skipped."""
+    found = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+            found.append(rel)
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+def class_labels(relpaths: list[Path]) -> tuple[np.ndarray | None, list[str] | None]:
+    """ImageFolder labels from the first-level sub-folders, or (None, None) when unlabeled."""
+    if any(len(p.parts) < 2 for p in relpaths):
+        return None, None
+    class_names = sorted({p.parts[0] for p in relpaths})
+    if len(class_names) < 2:
+        return None, None
+    index = {c: i for i, c in enumerate(class_names)}
+    return np.array([index[p.parts[0]] for p in relpaths], dtype=np.int64), class_names
+
+
+def read_image(path: Path) -> tuple[np.ndarray, int]:
+    """Pixel array ``(H, W)`` or ``(H, W, C)`` in its native dtype, and its bit depth (8 or 16)."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            img.seek(0)
+            img = ImageOps.exif_transpose(img)  # also loads the pixels, so decoding errors surface here
+            if img.mode == "P":
+                img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+            elif img.mode in _DECODE:
+                img = img.convert(_DECODE[img.mode])
+            mode = img.mode
+            pixels = np.asarray(img)
+    except Exception as e:  # PIL raises many types for corrupt files (OSError, SyntaxError, ValueError...)
+        raise DataError(f"cannot read image file {path}: {type(e).__name__}: {e}") from e
+    if mode in _EIGHT_BIT:
+        return pixels, 8
+    if mode in _SIXTEEN_BIT:
+        if mode == "I" and pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+            raise DataError(f"image file {path} is 32-bit integer with values outside 0..65535; convert it to 8 or 16 bit")
+        return pixels, 16
+    raise DataError(f"image file {path} has PIL mode {mode!r}, which is not supported; save it as 8- or 16-bit L/RGB(A)")
+
+
+@register_dataset("folder", description="a directory of images (sub-folders as classes), read with PIL")
+def read_folder(cfg: DataConfig) -> SourceData:
+    root = Path(cfg.root or "")
+    if not root.is_dir():
+        raise DataError(f"folder data set: data.root {root} is not a directory")
+    relpaths = find_images(root)
+    if not relpaths:
+        raise DataError(
+            f"folder data set: no image files found under {root}; accepted extensions: {', '.join(IMAGE_EXTENSIONS)}"
+        )
+    labels, class_names = class_labels(relpaths)
+    # Cap before decoding: a quick run on a large folder should not read every file.
+    keep = cap_indices(labels, None, len(relpaths), cfg.max_samples, cfg.split_seed)
+    relpaths = [relpaths[i] for i in keep]
+    labels = None if labels is None else labels[keep]
+
+    samples, depths = [], {}
+    for rel in relpaths:
+        pixels, depth = read_image(root / rel)
+        samples.append(pixels)
+        depths.setdefault(depth, rel)
+    if len(depths) > 1:
+        raise DataError(
+            f"folder {root} mixes 8-bit ({depths[8]}) and 16-bit ({depths[16]}) images; convert them to one bit depth"
+        )
+    depth = next(iter(depths))
+    return SourceData(
+        name="folder",
+        kind="image",
+        samples=samples,
+        labels=labels,
+        ids=[p.as_posix() for p in relpaths],
+        value_range=(0.0, 255.0) if depth == 8 else (0.0, 65535.0),
+        class_names=class_names,
+        origin=str(root),
+    )
