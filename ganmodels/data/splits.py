@@ -88,10 +88,10 @@ def cap_indices(labels: np.ndarray | None, split: list[str] | None, n: int, cap:
     names = sorted(set(split.tolist()))
     members = [np.flatnonzero(split == s) for s in names]
     sizes = np.array([len(m) for m in members])
-    if cap >= len(names):  # one sample per split first, the rest in proportion
-        quota = allocate(cap - len(names), sizes - 1) + 1
-    else:
-        quota = np.ones(len(names), dtype=np.int64)
+    quota = allocate(cap, sizes)
+    for empty in np.flatnonzero(quota == 0):  # a split may not vanish: take one from the largest
+        quota[np.argmax(quota)] -= 1 if quota.max() > 1 else 0
+        quota[empty] = 1
     picked = []
     for idx, q in zip(members, quota):
         sub_labels = None if labels is None else np.asarray(labels)[idx]

@@ -1,0 +1,70 @@
+"""Registry, config validation and CLI-string resolution."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ganmodels.data import DataConfig, DataError, list_datasets, read_source, register_dataset, resolve_data_config
+
+BUILTIN = ["cifar10", "digits", "fashion-mnist", "folder", "grid25", "mnist", "npy", "ring8"]
+
+
+def test_registry_lists_builtins_and_refuses_duplicates():
+    assert list_datasets() == BUILTIN
+    with pytest.raises(ValueError, match="already registered"):
+        register_dataset("digits")(lambda cfg: None)
+    assert list_datasets() == BUILTIN
+
+
+def test_resolve_registered_name_with_overrides():
+    cfg = resolve_data_config("digits", resolution=16, max_samples=100)
+    assert cfg == DataConfig(name="digits", resolution=16, max_samples=100)
+
+
+def test_resolve_directory_and_npy(tmp_path):
+    assert resolve_data_config(str(tmp_path)) == DataConfig(name="folder", root=str(tmp_path))
+    path = str(tmp_path / "pts.npy")
+    assert resolve_data_config(path, num_points=100) == DataConfig(name="npy", root=path, num_points=100)
+
+
+def test_resolve_rejects_anything_else(tmp_path):
+    with pytest.raises(DataError) as err:
+        resolve_data_config(str(tmp_path / "no-such-dir"))
+    msg = str(err.value)
+    assert all(name in msg for name in BUILTIN) and "directory" in msg and ".npy" in msg
+    with pytest.raises(DataError, match="resolutoin"):
+        resolve_data_config("digits", resolutoin=32)
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("resolution", 0),
+        ("resolution", 4096),
+        ("resolution", 32.0),
+        ("channels", 2),
+        ("channels", True),
+        ("test_fraction", 0.0),
+        ("test_fraction", 1.0),
+        ("max_samples", 1),
+        ("num_points", 0),
+        ("split_seed", -1),
+    ],
+)
+def test_invalid_fields_are_named(field, value):
+    with pytest.raises(DataError, match=f"data.{field}"):
+        resolve_data_config("digits", **{field: value})
+    with pytest.raises(DataError, match=f"data.{field}"):
+        read_source(DataConfig(name="digits", **{field: value}))
+
+
+def test_unknown_name_and_missing_root():
+    with pytest.raises(DataError, match="registered data sets: .*digits"):
+        read_source(DataConfig(name="imagenet"))
+    with pytest.raises(DataError, match="data.root"):
+        read_source(DataConfig(name="folder"))
+
+
+def test_numpy_integers_are_accepted():
+    assert resolve_data_config("digits", resolution=np.int64(16)).resolution == 16
