@@ -61,11 +61,14 @@ def resize_axis(x: np.ndarray, out_size: int, axis: int) -> np.ndarray:
     if in_size == out_size:
         return x
     idx, w = resize_weights(in_size, out_size)
-    x = np.moveaxis(x, axis, -1)
-    out = np.zeros(x.shape[:-1] + (out_size,), dtype=np.float64)
+    along = [1] * x.ndim
+    along[axis] = out_size  # weights broadcast along ``axis``
+    shape = list(x.shape)
+    shape[axis] = out_size
+    out = np.zeros(shape, dtype=np.float64)
     for t in range(idx.shape[1]):
-        out += x[..., idx[:, t]] * w[:, t]
-    return np.moveaxis(out, -1, axis)
+        out += np.take(x, idx[:, t], axis=axis) * w[:, t].reshape(along)
+    return out
 
 
 def center_crop_square(x: np.ndarray) -> np.ndarray:
