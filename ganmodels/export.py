@@ -1,0 +1,356 @@
+"""ONNX export of noise generators, checked against PyTorch with onnxruntime.
+
+Works for any generator following the library's interface (style habit 7): ``G(z, c)`` with
+``G.z_dim`` and ``G.c_dim`` (0 = unconditional), ``c`` int64 class indices ``(B,)``, output
+``(B, C, H, W)`` images or ``(B, 2)`` points. The exported graph has inputs ``z`` float32
+``(B, z_dim)`` and, for conditional models, ``c`` int64 ``(B,)``; its output is named ``image``
+or ``points``; the batch dimension ``B`` is dynamic.
+
+Exporters: the ``torch.export``-based exporter (``dynamo=True``, the default since torch 2.9) is
+tried first; if it fails, the legacy TorchScript exporter is used and a warning logged. The one
+used is recorded in the model's ``metadata_props`` (key ``exporter``), next to ``z_dim``,
+``c_dim``, ``output_name``, ``output_shape`` and ``ganpipe_version``; read them with
+``read_metadata``.
+
+onnx and onnxruntime are imported inside the functions so that ``import ganmodels`` does not
+need them (they are in the ``pipeline`` extra).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+# Above this size the weights go to a side file: protobuf cannot serialise a message over 2 GiB.
+_SINGLE_FILE_LIMIT_BYTES = 1_800_000_000
+
+
+class OnnxExportError(RuntimeError):
+    """Both exporters failed for a model; the message carries both errors."""
+
+
+class OnnxMismatchError(AssertionError):
+    """The ONNX model does not reproduce the PyTorch generator within tolerance."""
+
+    def __init__(self, message: str, max_abs_diff: float, atol: float):
+        super().__init__(message)
+        self.max_abs_diff = max_abs_diff
+        self.atol = atol
+
+
+def export_onnx(G: nn.Module, path: str | os.PathLike, *, opset: int = 18, batch_example: int = 2) -> Path:
+    """Export generator ``G`` (in eval mode) to ONNX at ``path`` with a dynamic batch dimension.
+
+    The file appears at ``path`` only once complete: the exporter writes into a temporary
+    directory beside it and the result is moved in with ``os.replace``. A failed export leaves
+    ``path`` as it was (absent, or the previous model). Models under ~1.8 GB are one file;
+    larger ones also get ``<name>.data`` beside it (moved in before the ``.onnx`` file).
+    ``G``'s train/eval modes are restored afterwards.
+    """
+    if batch_example < 2:
+        # torch.export specialises dimensions of size 0 and 1, so the example batch must be >= 2.
+        raise ValueError(f"batch_example must be >= 2 for a dynamic batch dimension, got {batch_example}")
+    path = Path(path)
+    z_dim, c_dim = _interface(G)
+    wrapper = _GeneratorCall(G, conditional=c_dim > 0)
+    with _eval_mode(G), torch.no_grad():
+        example = _example_inputs(z_dim, c_dim, batch_example, torch.Generator().manual_seed(0), _device(G))
+        out = wrapper(*example)
+    output_name = "points" if out.dim() == 2 else "image"
+    metadata = {
+        "z_dim": str(z_dim),
+        "c_dim": str(c_dim),
+        "output_name": output_name,
+        "output_shape": json.dumps(list(out.shape[1:])),  # per sample: [C, H, W] or [2]
+        "ganpipe_version": _ganpipe_version(),
+        "opset": str(opset),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tmp_file = tmp_dir / path.name  # same base name, so an external-data reference stays valid after the move
+        with _eval_mode(G):
+            metadata["exporter"] = _export_with_fallback(wrapper, example, tmp_file, opset, output_name)
+        _embed_metadata(tmp_file, metadata)
+        _move_into_place(tmp_dir, path)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return path
+
+
+def check_onnx(
+    path: str | os.PathLike,
+    G: nn.Module,
+    *,
+    batch_sizes: Sequence[int] = (1, 7),
+    seed: int = 0,
+    atol: float = 1e-4,
+) -> dict:
+    """Run the ONNX model with onnxruntime (CPU) and compare it with ``G`` in eval mode.
+
+    Fresh random inputs are drawn for every batch size, so passing at several sizes proves the
+    batch dimension is dynamic. Returns ``{max_abs_diff, batch_sizes, atol, passed}``; raises
+    ``OnnxMismatchError`` when the largest absolute difference is above ``atol`` (or not finite),
+    or when the ONNX model's interface (z_dim, c_dim, output shape) differs from ``G``'s.
+    """
+    z_dim, c_dim = _interface(G)
+    meta = read_metadata(path)
+    if (meta.get("z_dim"), meta.get("c_dim")) != (z_dim, c_dim):
+        raise OnnxMismatchError(
+            f"{path}: ONNX model has z_dim={meta.get('z_dim')}, c_dim={meta.get('c_dim')} but G has "
+            f"z_dim={z_dim}, c_dim={c_dim}",
+            float("inf"),
+            atol,
+        )
+    session = _session(path)
+    wrapper = _GeneratorCall(G, conditional=c_dim > 0)
+    generator = torch.Generator().manual_seed(seed)
+    max_abs_diff = 0.0
+    with _eval_mode(G), torch.no_grad():
+        for batch in batch_sizes:
+            inputs = _example_inputs(z_dim, c_dim, batch, generator, _device(G))
+            expected = wrapper(*inputs).cpu().numpy()
+            (got,) = session.run(None, _feed(inputs))
+            if got.shape != expected.shape:
+                raise OnnxMismatchError(
+                    f"{path}: ONNX output shape {got.shape} != PyTorch {expected.shape} at batch {batch}",
+                    float("inf"),
+                    atol,
+                )
+            max_abs_diff = max(max_abs_diff, float(np.abs(got.astype(np.float64) - expected).max()))
+    passed = max_abs_diff <= atol  # False for NaN as well
+    if not passed:
+        raise OnnxMismatchError(
+            f"{path}: ONNX output differs from PyTorch by max |diff| = {max_abs_diff:.3g} > atol = {atol:.3g} "
+            f"(batch sizes {list(batch_sizes)}, seed {seed})",
+            max_abs_diff,
+            atol,
+        )
+    return {"max_abs_diff": max_abs_diff, "batch_sizes": list(batch_sizes), "atol": atol, "passed": passed}
+
+
+def onnx_sample(
+    path: str | os.PathLike,
+    n: int,
+    *,
+    seed: int,
+    labels: int | Sequence[int] | np.ndarray | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Generate ``n`` samples with the ONNX model; returns float32 ``(n, *output_shape)``.
+
+    Noise is ``np.random.default_rng(seed).standard_normal((n, z_dim), dtype=np.float32)``
+    (documented so callers can reproduce it). For conditional models ``labels`` is one class
+    index for all samples or ``n`` indices; when None, labels are drawn uniformly from the same
+    generator after the noise. ``labels`` must be None for unconditional models.
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    meta = read_metadata(path)
+    z_dim, c_dim = meta["z_dim"], meta["c_dim"]
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, z_dim), dtype=np.float32)
+    c = _labels(labels, n, c_dim, rng)
+    if n == 0:
+        return np.zeros((0, *meta["output_shape"]), dtype=np.float32)
+    session = _session(path)
+    chunks = []
+    for start in range(0, n, batch_size):
+        inputs = (z[start : start + batch_size],) if c is None else (z[start : start + batch_size], c[start : start + batch_size])
+        chunks.append(session.run(None, _feed(inputs))[0])
+    return np.concatenate(chunks).astype(np.float32, copy=False)
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The ganpipe metadata of an exported model: ints for z_dim/c_dim/opset, a list for output_shape."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    meta: dict = {p.key: p.value for p in model.metadata_props}
+    for key in ("z_dim", "c_dim", "opset"):
+        if key in meta:
+            meta[key] = int(meta[key])
+    if "output_shape" in meta:
+        meta["output_shape"] = json.loads(meta["output_shape"])
+    return meta
+
+
+class _GeneratorCall(nn.Module):
+    """Fixes the exported signature to ``(z)`` or ``(z, c)`` whatever extra arguments ``G.forward`` has."""
+
+    def __init__(self, G: nn.Module, conditional: bool):
+        super().__init__()
+        self.G = G
+        self.conditional = conditional
+        self.training = False  # only the wrapper's own flag: .eval() would also switch G, for good
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.G(z, c if self.conditional else None)
+
+
+def _interface(G: nn.Module) -> tuple[int, int]:
+    try:
+        return int(G.z_dim), int(G.c_dim)
+    except AttributeError as err:
+        raise TypeError(f"{type(G).__name__} does not follow the generator interface (needs z_dim and c_dim): {err}") from None
+
+
+def _example_inputs(z_dim: int, c_dim: int, batch: int, generator: torch.Generator,
+                    device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Drawn on the CPU (same numbers whatever the device), then moved to ``device``."""
+    z = torch.randn(batch, z_dim, generator=generator)  # (B, z_dim) float32
+    if c_dim == 0:
+        return (z.to(device),)
+    c = torch.randint(0, c_dim, (batch,), generator=generator, dtype=torch.int64)  # (B,) int64
+    return z.to(device), c.to(device)
+
+
+def _device(G: nn.Module) -> torch.device:
+    first = next(G.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _feed(inputs: tuple) -> dict[str, np.ndarray]:
+    arrays = [x.cpu().numpy() if isinstance(x, torch.Tensor) else x for x in inputs]
+    return dict(zip(("z", "c"), arrays))
+
+
+@contextlib.contextmanager
+def _eval_mode(G: nn.Module) -> Iterator[None]:
+    """Eval mode (BatchNorm uses running stats), restoring each submodule's own mode afterwards."""
+    modes = [(m, m.training) for m in G.modules()]
+    G.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _export_with_fallback(model: nn.Module, example: tuple, file: Path, opset: int, output_name: str) -> str:
+    """Write ``model`` to ``file``; returns the exporter used, ``"dynamo"`` or ``"torchscript"``."""
+    try:
+        _export_dynamo(model, example, file, opset, output_name)
+        return "dynamo"
+    except Exception as dynamo_err:  # the exporter raises many error types; any failure means "try the other one"
+        log.warning("dynamo ONNX export failed (%s: %s); falling back to the TorchScript exporter",
+                    type(dynamo_err).__name__, dynamo_err)
+        for leftover in file.parent.iterdir():  # the temp dir is ours alone: clear what dynamo left
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+        try:
+            _export_torchscript(model, example, file, opset, output_name)
+        except Exception as ts_err:
+            raise OnnxExportError(
+                f"ONNX export failed with both exporters. dynamo: {type(dynamo_err).__name__}: {dynamo_err}; "
+                f"torchscript: {type(ts_err).__name__}: {ts_err}"
+            ) from ts_err
+        return "torchscript"
+
+
+def _export_dynamo(model: nn.Module, example: tuple, file: Path, opset: int, output_name: str) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    with warnings.catch_warnings():
+        # z and c share one Dim on purpose; the exporter warns that the second name is unused.
+        warnings.filterwarnings("ignore", message=".*shares the same shape constraints.*")
+        program = torch.onnx.export(
+            model,
+            example,
+            None,  # with a path, torch.onnx.export always writes <name>.data beside it (external_data=True)
+            dynamo=True,
+            opset_version=opset,
+            input_names=["z", "c"][: len(example)],
+            output_names=[output_name],
+            dynamic_shapes=tuple({0: batch} for _ in example),
+            verbose=False,
+        )
+    program.save(file, external_data=_param_bytes(model) > _SINGLE_FILE_LIMIT_BYTES)
+
+
+def _export_torchscript(model: nn.Module, example: tuple, file: Path, opset: int, output_name: str) -> None:
+    names = ["z", "c"][: len(example)]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", message=".*will be removed.*")
+        torch.onnx.export(
+            model,
+            example,
+            str(file),
+            dynamo=False,
+            opset_version=opset,
+            input_names=names,
+            output_names=[output_name],
+            dynamic_axes={name: {0: "batch"} for name in [*names, output_name]},
+        )
+
+
+def _embed_metadata(file: Path, metadata: dict[str, str]) -> None:
+    """Set model-level ``metadata_props``; weights in a side file, if any, are left untouched."""
+    import onnx
+
+    model = onnx.load(str(file), load_external_data=False)
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in metadata.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)  # structure only; catches a broken graph before it is published
+    onnx.save(model, str(file))
+
+
+def _move_into_place(tmp_dir: Path, path: Path) -> None:
+    """Move side files first and the ``.onnx`` file last, so ``path`` never refers to missing weights."""
+    for side_file in tmp_dir.iterdir():
+        if side_file.name != path.name:
+            os.replace(side_file, path.parent / side_file.name)
+    os.replace(tmp_dir / path.name, path)
+
+
+def _session(path: str | os.PathLike):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _labels(labels, n: int, c_dim: int, rng: np.random.Generator) -> np.ndarray | None:
+    if c_dim == 0:
+        if labels is not None:
+            raise ValueError("labels given for an unconditional model (c_dim=0)")
+        return None
+    if labels is None:
+        return rng.integers(0, c_dim, size=n, dtype=np.int64)
+    c = np.asarray(labels, dtype=np.int64)
+    c = np.full(n, int(c), dtype=np.int64) if c.ndim == 0 else c
+    if c.shape != (n,):
+        raise ValueError(f"labels must be one int or {n} ints, got shape {c.shape}")
+    if n and (c.min() < 0 or c.max() >= c_dim):
+        raise ValueError(f"labels must lie in [0, {c_dim}), got range [{c.min()}, {c.max()}]")
+    return c
+
+
+def _param_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+
+
+def _ganpipe_version() -> str:
+    from ganmodels import __version__  # the package's own version; no install metadata needed
+
+    return __version__

@@ -1,0 +1,1 @@
+"""ganpipe orchestration: Prefect flows, data validation, MLflow tracking and registry decisions built on ganmodels."""
