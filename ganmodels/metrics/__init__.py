@@ -1,0 +1,38 @@
+"""Generator metrics: Fréchet distances (FID and the offline domain FD), KID, precision/recall,
+density/coverage and mode-collapse measures, plus ``evaluate_generator`` tying them together.
+
+Pure numpy/PyTorch; importing this package loads no weights and touches no files.
+"""
+
+from ganmodels.metrics.classifier import ClassifierConfig, DomainClassifier, train_domain_classifier
+from ganmodels.metrics.evaluate import evaluate_generator, sample_generator
+from ganmodels.metrics.fid import compute_fid, extract_features, feature_stats, inception_features
+from ganmodels.metrics.frechet import frechet_distance
+from ganmodels.metrics.inception import FIDInceptionV3, InceptionWeightsNotFound, find_inception_weights, load_fid_inception
+from ganmodels.metrics.kid import kid
+from ganmodels.metrics.modes import class_coverage, mode_metrics_2d
+from ganmodels.metrics.prdc import density_coverage, precision_recall
+from ganmodels.metrics.stats import FeatureStats
+
+__all__ = [
+    "ClassifierConfig",
+    "DomainClassifier",
+    "FIDInceptionV3",
+    "FeatureStats",
+    "InceptionWeightsNotFound",
+    "class_coverage",
+    "compute_fid",
+    "density_coverage",
+    "evaluate_generator",
+    "extract_features",
+    "feature_stats",
+    "find_inception_weights",
+    "frechet_distance",
+    "inception_features",
+    "kid",
+    "load_fid_inception",
+    "mode_metrics_2d",
+    "precision_recall",
+    "sample_generator",
+    "train_domain_classifier",
+]
