@@ -1,0 +1,107 @@
+"""DCGAN (Radford et al. 2016): transposed-conv generator and strided-conv discriminator, side by side.
+
+Stabilisers are options of the discriminator: spectral norm instead of batch norm, a minibatch-std
+channel and PacGAN packing. ``DCGANConfig.classic()`` is the original recipe (batch-norm D, no
+anti-collapse), kept as the unstabilised baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ganmodels.models.layers import GAN, DNorm, MinibatchStd, d_layer, pack
+from ganmodels.registry import register
+
+
+@dataclass(frozen=True)
+class DCGANConfig:
+    z_dim: int = 64
+    resolution: int = 32  # 16, 32 or 64
+    channels: int = 1
+    g_width: int = 64  # channels of the last G block; doubles towards 4x4
+    d_width: int = 64  # channels of the first D block; doubles towards 4x4
+    d_norm: DNorm = "spectral"
+    minibatch_std: bool = True
+    pack: int = 1
+    c_dim: int = 0  # DCGAN is unconditional; kept so every noise generator shares one interface
+
+    def __post_init__(self):
+        if self.resolution not in (16, 32, 64):
+            raise ValueError(f"DCGANConfig.resolution must be 16, 32 or 64, got {self.resolution}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"DCGANConfig.channels must be 1 or 3, got {self.channels}")
+        if self.d_norm not in ("spectral", "batch", "none"):
+            raise ValueError(f"DCGANConfig.d_norm must be 'spectral', 'batch' or 'none', got {self.d_norm!r}")
+        if self.pack < 1:
+            raise ValueError(f"DCGANConfig.pack must be >= 1, got {self.pack}")
+        if self.c_dim != 0:
+            raise ValueError("DCGAN is unconditional: c_dim must be 0")
+
+    @property
+    def n_blocks(self) -> int:  # upsamplings from 4x4 to the output resolution
+        return int(math.log2(self.resolution)) - 2
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: DCGANConfig):
+        super().__init__()
+        self.z_dim, self.c_dim = cfg.z_dim, 0
+        self.out_shape = (cfg.channels, cfg.resolution, cfg.resolution)
+        widths = [cfg.g_width * 2 ** i for i in reversed(range(cfg.n_blocks))]  # e.g. [256, 128, 64]
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(cfg.z_dim, widths[0], 4, 1, 0, bias=False),  # (B, w0, 4, 4)
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        ]
+        for w_in, w_out in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.ReLU(inplace=True)]
+        layers += [nn.ConvTranspose2d(widths[-1], cfg.channels, 4, 2, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        init_weights(self)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z.reshape(z.shape[0], self.z_dim, 1, 1))  # (B, C, H, W) in [-1, 1]
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: DCGANConfig):
+        super().__init__()
+        self.pack = cfg.pack
+        widths = [cfg.d_width * 2 ** i for i in range(cfg.n_blocks)]  # e.g. [64, 128, 256]
+        layers: list[nn.Module] = [d_layer(nn.Conv2d(cfg.channels * cfg.pack, widths[0], 4, 2, 1), cfg.d_norm),
+                                   nn.LeakyReLU(0.2, inplace=True)]
+        for w_in, w_out in zip(widths, widths[1:]):
+            layers.append(d_layer(nn.Conv2d(w_in, w_out, 4, 2, 1, bias=cfg.d_norm != "batch"), cfg.d_norm))
+            if cfg.d_norm == "batch":
+                layers.append(nn.BatchNorm2d(w_out))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+        self.features = nn.Sequential(*layers)  # (B/pack, w_last, 4, 4)
+        self.mbstd = MinibatchStd() if cfg.minibatch_std else nn.Identity()
+        self.head = d_layer(nn.Conv2d(widths[-1] + int(cfg.minibatch_std), 1, 4, 1, 0), cfg.d_norm)
+        init_weights(self)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.features(pack(x, self.pack))
+        return self.head(self.mbstd(h)).flatten()  # (B/pack,) logits
+
+
+def init_weights(module: nn.Module) -> None:
+    """N(0, 0.02) conv weights and N(1, 0.02) batch-norm scales, as in the DCGAN paper §4."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            nn.init.normal_(weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+@register("dcgan", config=DCGANConfig, data_kind="image", description="DCGAN for 16/32/64 px images")
+def build_dcgan(cfg: DCGANConfig) -> GAN:
+    return GAN("dcgan", cfg, Generator(cfg), Discriminator(cfg))

@@ -1,0 +1,74 @@
+"""MLP generator and discriminator for 2D point data (ring8/grid25 mode-collapse benchmarks).
+
+The architecture follows the mode-collapse literature's toy setups (VEEGAN §5.1, PacGAN §5.1:
+a few fully-connected ReLU layers); ``pack`` and ``minibatch_std`` are the anti-collapse options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ganmodels.models.layers import GAN, DNorm, MinibatchStd, d_layer, pack
+from ganmodels.registry import register
+
+
+@dataclass(frozen=True)
+class MLP2DConfig:
+    z_dim: int = 2
+    g_width: int = 400
+    g_depth: int = 4
+    d_width: int = 200
+    d_depth: int = 3
+    d_norm: DNorm = "none"
+    minibatch_std: bool = False
+    pack: int = 1
+    c_dim: int = 0
+
+    def __post_init__(self):
+        if self.d_norm not in ("spectral", "none"):
+            raise ValueError(f"MLP2DConfig.d_norm must be 'spectral' or 'none', got {self.d_norm!r}")
+        if min(self.g_depth, self.d_depth) < 1 or self.pack < 1:
+            raise ValueError("MLP2DConfig.g_depth, d_depth and pack must be >= 1")
+        if self.c_dim != 0:
+            raise ValueError("mlp2d is unconditional: c_dim must be 0")
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: MLP2DConfig):
+        super().__init__()
+        self.z_dim, self.c_dim, self.out_shape = cfg.z_dim, 0, (2,)
+        layers: list[nn.Module] = []
+        width_in = cfg.z_dim
+        for _ in range(cfg.g_depth):
+            layers += [nn.Linear(width_in, cfg.g_width), nn.ReLU(inplace=True)]
+            width_in = cfg.g_width
+        layers.append(nn.Linear(width_in, 2))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(z)  # (B, 2)
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: MLP2DConfig):
+        super().__init__()
+        self.pack = cfg.pack
+        layers: list[nn.Module] = []
+        width_in = 2 * cfg.pack
+        for _ in range(cfg.d_depth):
+            layers += [d_layer(nn.Linear(width_in, cfg.d_width), cfg.d_norm), nn.LeakyReLU(0.2, inplace=True)]
+            width_in = cfg.d_width
+        self.features = nn.Sequential(*layers)
+        self.mbstd = MinibatchStd() if cfg.minibatch_std else nn.Identity()
+        self.head = d_layer(nn.Linear(width_in + int(cfg.minibatch_std), 1), cfg.d_norm)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.mbstd(self.features(pack(x, self.pack)))).flatten()  # (B/pack,)
+
+
+@register("mlp2d", config=MLP2DConfig, data_kind="points", description="MLP GAN for 2D point sets")
+def build_mlp2d(cfg: MLP2DConfig) -> GAN:
+    return GAN("mlp2d", cfg, Generator(cfg), Discriminator(cfg))

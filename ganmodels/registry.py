@@ -1,0 +1,86 @@
+"""Explicit model registry: ``@register`` a builder, ``list_models()``, ``build(name, cfg)``.
+
+No discovery by file or class name: a model exists when its module registers it, and
+``ganmodels.models`` imports every built-in model module by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
+
+from torch import nn
+
+DataKind = Literal["image", "points"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    config_cls: type
+    builder: Callable[[Any], nn.Module]
+    data_kind: DataKind
+    description: str = ""
+
+
+_MODELS: dict[str, ModelSpec] = {}
+
+
+def register(name: str, *, config: type, data_kind: DataKind, description: str = ""):
+    """Decorator registering ``builder(cfg) -> GAN`` under ``name``; duplicates are refused."""
+
+    def decorator(builder: Callable[[Any], nn.Module]):
+        if name in _MODELS:
+            raise ValueError(f"model {name!r} is already registered (by {_MODELS[name].builder.__module__})")
+        if not dataclasses.is_dataclass(config):
+            raise TypeError(f"config for model {name!r} must be a dataclass, got {config!r}")
+        _MODELS[name] = ModelSpec(name, config, builder, data_kind, description)
+        return builder
+
+    return decorator
+
+
+def _ensure_builtin_models() -> None:
+    import ganmodels.models  # noqa: F401  (registers the built-in models)
+
+
+def list_models() -> list[str]:
+    _ensure_builtin_models()
+    return sorted(_MODELS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    _ensure_builtin_models()
+    try:
+        return _MODELS[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registered models: {', '.join(sorted(_MODELS))}") from None
+
+
+def make_config(name: str, cfg: Any = None, **overrides: Any):
+    """A model config from None (defaults), a dict, or a config instance, with ``overrides`` applied.
+
+    Unknown fields raise ``ValueError`` naming the field and the valid ones.
+    """
+    spec = get_spec(name)
+    if cfg is None:
+        values: dict[str, Any] = {}
+    elif isinstance(cfg, spec.config_cls):
+        values = dataclasses.asdict(cfg)
+    elif isinstance(cfg, dict):
+        values = dict(cfg)
+    else:
+        raise TypeError(f"config for {name!r} must be {spec.config_cls.__name__}, a dict or None; got {type(cfg).__name__}")
+    values.update(overrides)
+    valid = {f.name for f in dataclasses.fields(spec.config_cls)}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown} for model {name!r}; valid fields: {sorted(valid)}")
+    return spec.config_cls(**values)
+
+
+def build(name: str, cfg: Any = None, **overrides: Any) -> nn.Module:
+    """Build the registered GAN ``name`` (a module holding ``G`` and ``D``) from ``cfg``."""
+    spec = get_spec(name)
+    return spec.builder(make_config(name, cfg, **overrides))

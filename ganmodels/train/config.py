@@ -1,0 +1,89 @@
+"""Typed training configuration, validated once when built."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from ganmodels.augment import parse_policy
+from ganmodels.losses import list_losses
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    """Divergence guard: when a step's loss is NaN/inf or above ``loss_limit``, or a gradient norm is
+    non-finite or above ``grad_norm_limit``, the update is not applied; training rolls back to the last
+    good checkpoint with learning rates multiplied by ``lr_decay``, at most ``max_rollbacks`` times."""
+
+    enabled: bool = True
+    loss_limit: float = 1e4
+    grad_norm_limit: float = 1e5
+    max_rollbacks: int = 3
+    lr_decay: float = 0.5
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 64
+    loss: str = "ns"  # ns | hinge | wgan
+    lr_g: float = 2e-4
+    lr_d: float = 2e-4  # TTUR (Heusel et al. 2017): set lr_d > lr_g
+    beta1: float = 0.5
+    beta2: float = 0.999
+    d_steps: int = 1  # discriminator updates per generator update
+    r1_gamma: float = 0.0  # R1 weight (Mescheder et al. 2018); 0 disables
+    gp_lambda: float = 0.0  # WGAN-GP weight (Gulrajani et al. 2017); 0 disables
+    reg_every: int = 1  # lazy regularisation interval (StyleGAN2 §B); penalty scaled by it
+    ema_beta: float = 0.999  # EMA of G weights (Karras et al. 2018); 0 disables
+    ema_start: int = 0  # copy G into EMA until this step, then average
+    diffaugment: str = ""  # e.g. "color,translation,cutout" (Zhao et al. 2020)
+    seed: int = 0
+    checkpoint_every: int = 500
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    amp: bool | None = None  # bf16 autocast; None = on for CUDA
+    guard: GuardConfig = field(default_factory=GuardConfig)
+
+    def __post_init__(self):
+        errors = []
+        if self.steps < 0:
+            errors.append(f"steps must be >= 0 (got {self.steps})")
+        if self.batch_size < 2:
+            errors.append(f"batch_size must be >= 2 (got {self.batch_size})")
+        if self.loss not in list_losses():
+            errors.append(f"loss must be one of {list_losses()} (got {self.loss!r})")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                errors.append(f"{name} must be > 0 (got {getattr(self, name)})")
+        if not 0 <= self.ema_beta < 1:
+            errors.append(f"ema_beta must be in [0, 1) (got {self.ema_beta})")
+        if min(self.d_steps, self.reg_every, self.checkpoint_every) < 1:
+            errors.append("d_steps, reg_every and checkpoint_every must be >= 1")
+        if self.r1_gamma < 0 or self.gp_lambda < 0:
+            errors.append("r1_gamma and gp_lambda must be >= 0")
+        try:
+            parse_policy(self.diffaugment)
+        except ValueError as e:
+            errors.append(f"diffaugment: {e}")
+        if errors:
+            raise ValueError("invalid train config: " + "; ".join(errors))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        values = dict(values)
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - valid)
+        if unknown:
+            raise ValueError(f"unknown train config field(s) {unknown}; valid fields: {sorted(valid)}")
+        guard = values.pop("guard", None)
+        if isinstance(guard, dict):
+            gvalid = {f.name for f in dataclasses.fields(GuardConfig)}
+            gunknown = sorted(set(guard) - gvalid)
+            if gunknown:
+                raise ValueError(f"unknown train.guard field(s) {gunknown}; valid fields: {sorted(gvalid)}")
+            guard = GuardConfig(**guard)
+        return cls(**values, **({"guard": guard} if guard is not None else {}))

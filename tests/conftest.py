@@ -1,0 +1,48 @@
+"""Shared fixtures. Every test runs offline with telemetry off and no writes outside tmp paths."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+for _key, _value in {
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "GX_ANALYTICS_ENABLED": "False",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+# Unit tests run tiny ops where intra-op threads only add contention (a 2-core CI box running
+# other processes slowed the resume test 10x); one thread per test process is also deterministic.
+torch.set_num_threads(1)
+
+
+@pytest.fixture
+def tiny_images():
+    """A tiny labelled image set (digits at 16x16), built directly so model/trainer tests need no data package."""
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    from ganmodels.data.base import PreparedDataset
+
+    d = load_digits()
+    x = torch.tensor(d.images[:300], dtype=torch.float32)[:, None] / 8.0 - 1.0  # (N, 1, 8, 8) in [-1, 1]
+    x = F.interpolate(x, size=16, mode="bilinear", align_corners=False)
+    y = torch.tensor(d.target[:300], dtype=torch.int64)
+    return PreparedDataset("digits-tiny", "image", x[:240], x[240:], y[:240], y[240:], [str(i) for i in range(10)])
+
+
+@pytest.fixture
+def tiny_points():
+    from ganmodels.data.base import PreparedDataset
+
+    g = torch.Generator().manual_seed(0)
+    angles = torch.arange(8) * (2 * torch.pi / 8)
+    means = torch.stack([angles.cos(), angles.sin()], 1)
+    idx = torch.randint(8, (512,), generator=g)
+    x = means[idx] + 0.01 * torch.randn(512, 2, generator=g)
+    return PreparedDataset("ring-tiny", "points", x[:400], x[400:], idx[:400], idx[400:], [f"mode{i}" for i in range(8)])
