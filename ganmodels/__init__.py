@@ -3,7 +3,7 @@
 It imports no orchestration or tracking service; ``pipelines/`` builds on it.
 """
 
-from ganmodels.registry import build, get_spec, list_models, register
+from ganmodels.registry import build, get_recipe, get_spec, list_models, register
 
-__all__ = ["build", "get_spec", "list_models", "register"]
+__all__ = ["build", "get_recipe", "get_spec", "list_models", "register"]
 __version__ = "0.1.0"

@@ -22,12 +22,15 @@ class ModelSpec:
     builder: Callable[[Any], nn.Module]
     data_kind: DataKind
     description: str = ""
+    # Named training recipes: {"stabilised": {"model": {...}, "train": {...}}, "baseline": {...}}.
+    # "stabilised" is the documented default; "baseline" the unstabilised reference for benchmarks.
+    recipes: dict = dataclasses.field(default_factory=dict)
 
 
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register(name: str, *, config: type, data_kind: DataKind, description: str = ""):
+def register(name: str, *, config: type, data_kind: DataKind, description: str = "", recipes: dict | None = None):
     """Decorator registering ``builder(cfg) -> GAN`` under ``name``; duplicates are refused."""
 
     def decorator(builder: Callable[[Any], nn.Module]):
@@ -35,7 +38,7 @@ def register(name: str, *, config: type, data_kind: DataKind, description: str =
             raise ValueError(f"model {name!r} is already registered (by {_MODELS[name].builder.__module__})")
         if not dataclasses.is_dataclass(config):
             raise TypeError(f"config for model {name!r} must be a dataclass, got {config!r}")
-        _MODELS[name] = ModelSpec(name, config, builder, data_kind, description)
+        _MODELS[name] = ModelSpec(name, config, builder, data_kind, description, dict(recipes or {}))
         return builder
 
     return decorator
@@ -84,3 +87,13 @@ def build(name: str, cfg: Any = None, **overrides: Any) -> nn.Module:
     """Build the registered GAN ``name`` (a module holding ``G`` and ``D``) from ``cfg``."""
     spec = get_spec(name)
     return spec.builder(make_config(name, cfg, **overrides))
+
+
+def get_recipe(name: str, recipe: str = "stabilised") -> dict:
+    """A copy of model ``name``'s named recipe: ``{"model": {...}, "train": {...}}`` overrides."""
+    import copy
+
+    spec = get_spec(name)
+    if recipe not in spec.recipes:
+        raise KeyError(f"model {name!r} has no recipe {recipe!r}; available: {sorted(spec.recipes)}")
+    return copy.deepcopy(spec.recipes[recipe])

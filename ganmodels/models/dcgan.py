@@ -102,6 +102,17 @@ def init_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-@register("dcgan", config=DCGANConfig, data_kind="image", description="DCGAN for 16/32/64 px images")
+RECIPES = {
+    # Stabilised default: spectral-norm D with a minibatch-std channel, hinge loss, TTUR, EMA generator.
+    "stabilised": {"model": {"d_norm": "spectral", "minibatch_std": True},
+                   "train": {"loss": "hinge", "lr_g": 2e-4, "lr_d": 4e-4, "beta1": 0.0, "beta2": 0.99, "ema_beta": 0.999}},
+    # The original DCGAN recipe (batch-norm D, non-saturating loss, equal learning rates, no EMA).
+    "baseline": {"model": {"d_norm": "batch", "minibatch_std": False},
+                 "train": {"loss": "ns", "lr_g": 2e-4, "lr_d": 2e-4, "beta1": 0.5, "beta2": 0.999, "ema_beta": 0.0}},
+}
+
+
+@register("dcgan", config=DCGANConfig, data_kind="image", description="DCGAN for 16/32/64 px images",
+          recipes=RECIPES)
 def build_dcgan(cfg: DCGANConfig) -> GAN:
     return GAN("dcgan", cfg, Generator(cfg), Discriminator(cfg))

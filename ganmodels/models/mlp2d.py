@@ -69,6 +69,17 @@ class Discriminator(nn.Module):
         return self.head(self.mbstd(self.features(pack(x, self.pack)))).flatten()  # (B/pack,)
 
 
-@register("mlp2d", config=MLP2DConfig, data_kind="points", description="MLP GAN for 2D point sets")
+RECIPES = {
+    # Stabilised default: PacGAN packing plus minibatch std against collapse, EMA generator.
+    "stabilised": {"model": {"pack": 2, "minibatch_std": True},
+                   "train": {"loss": "ns", "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.5, "beta2": 0.999, "ema_beta": 0.999}},
+    # A plain GAN as in the VEEGAN/PacGAN baselines: same MLPs, no packing, no EMA.
+    "baseline": {"model": {"pack": 1, "minibatch_std": False},
+                 "train": {"loss": "ns", "lr_g": 1e-4, "lr_d": 1e-4, "beta1": 0.5, "beta2": 0.999, "ema_beta": 0.0}},
+}
+
+
+@register("mlp2d", config=MLP2DConfig, data_kind="points", description="MLP GAN for 2D point sets",
+          recipes=RECIPES)
 def build_mlp2d(cfg: MLP2DConfig) -> GAN:
     return GAN("mlp2d", cfg, Generator(cfg), Discriminator(cfg))
