@@ -6,6 +6,7 @@ import scipy.linalg
 import torch
 
 from ganmodels.metrics import FeatureStats, frechet_distance
+from ganmodels.metrics.frechet import trace_sqrt_product
 
 
 def sqrtm_reference(mu1, s1, mu2, s2) -> float:
@@ -34,6 +35,25 @@ def test_matches_sqrtm_on_near_singular(d):
     s1, s2 = random_spd(rng, d, rank=d // 4, jitter=1e-10), random_spd(rng, d, rank=d // 2, jitter=1e-10)
     mu1, mu2 = np.zeros(d), np.full(d, 0.1)
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(sqrtm_reference(mu1, s1, mu2, s2), rel=1e-6)
+
+
+@pytest.mark.parametrize("method", ["auto", "cholesky", "eigh"])
+def test_trace_sqrt_product_methods_agree_with_sqrtm(method):
+    rng = np.random.default_rng(7)
+    s1, s2 = random_spd(rng, 48), random_spd(rng, 48, rank=10)
+    expected = np.trace(scipy.linalg.sqrtm(s1 @ s2)).real
+    assert trace_sqrt_product(s1, s2, method) == pytest.approx(expected, rel=1e-8)
+
+
+def test_singular_first_covariance_falls_back_to_eigh():
+    # Rank 5 in 40-d with a rounding-sized negative eigenvalue: Cholesky must fail, eigh copes.
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((40, 5))
+    s1, s2 = a @ a.T - 1e-13 * np.eye(40), random_spd(rng, 40)
+    with pytest.raises(np.linalg.LinAlgError):
+        trace_sqrt_product(s1, s2, "cholesky")
+    mu = np.zeros(40)
+    assert frechet_distance(mu, s1, mu, s2) == pytest.approx(sqrtm_reference(mu, s1, mu, s2), rel=1e-6)
 
 
 def test_closed_forms():
