@@ -1,0 +1,89 @@
+"""Pictures a person looks at: sample grids (images or 2D scatter) and loss curves, written as PNG."""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _atomic_png(write, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_samples(samples: torch.Tensor, path: str | os.PathLike, *, real: torch.Tensor | None = None) -> Path:
+    """Images (N, C, H, W) in [-1, 1] -> a grid PNG; points (N, 2) -> a scatter PNG (real in grey)."""
+    path = Path(path)
+    if samples.dim() == 4:
+        return _atomic_png(lambda tmp: _image_grid(samples, tmp), path)
+    return _atomic_png(lambda tmp: _scatter(samples, real, tmp), path)
+
+
+def _image_grid(samples: torch.Tensor, out: str) -> None:
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    n = samples.shape[0]
+    grid = make_grid(samples.detach().float().cpu().clamp(-1, 1), nrow=max(1, int(np.ceil(np.sqrt(n)))),
+                     normalize=True, value_range=(-1, 1), pad_value=1.0)  # (3, H', W') in [0, 1]
+    array = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    image = Image.fromarray(array)
+    if image.width < 256:  # 8-16 px digits are unreadable at native size
+        scale = int(np.ceil(256 / image.width))
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    image.save(out, format="PNG")
+
+
+def _scatter(samples: torch.Tensor, real: torch.Tensor | None, out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    if real is not None:
+        r = real.detach().cpu().numpy()
+        ax.scatter(r[:, 0], r[:, 1], s=2, c="0.7", label="real")
+    s = samples.detach().cpu().numpy()
+    ax.scatter(s[:, 0], s[:, 1], s=2, c="tab:red", label="generated")
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", markerscale=4)
+    fig.savefig(out, format="png", bbox_inches="tight")
+    plt.close(fig)
+
+
+def save_loss_curves(csv_path: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Plot every loss column of the per-step CSV written by ``LossCSV``."""
+    rows = list(csv.DictReader(Path(csv_path).open()))
+
+    def write(out: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        steps = [int(r["step"]) for r in rows]
+        for key in ("d_loss", "g_loss"):
+            if rows and key in rows[0]:
+                ax.plot(steps, [float(r[key]) for r in rows], label=key, linewidth=0.8)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.legend()
+        fig.savefig(out, format="png", bbox_inches="tight")
+        plt.close(fig)
+
+    return _atomic_png(write, Path(path))

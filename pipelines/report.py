@@ -1,0 +1,46 @@
+"""The closing summary table printed after ``ganpipe run``."""
+
+from __future__ import annotations
+
+import sys
+
+
+def print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=sys.stdout, width=110)
+    status = summary.get("status", "unknown")
+    colour = {"registered": "green", "rejected": "yellow"}.get(status, "red")
+    table = Table(title=f"ganpipe run {summary.get('run_name', '')}: [{colour}]{status}[/]", show_lines=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("gate")
+    table.add_column("decision")
+    evaluation = summary.get("evaluation") or {}
+    gates = {g["metric"]: g for g in (evaluation.get("gates") or {}).get("gates", [])}
+    for name, value in sorted((evaluation.get("metrics") or {}).items()):
+        gate = gates.get(name)
+        rule = f"{gate['comparison']} {gate['threshold']:g}" if gate else ""
+        verdict = ("[green]pass[/]" if gate["passed"] else "[red]FAIL[/]") if gate else ""
+        table.add_row(name + (" (primary)" if name == evaluation.get("primary_metric") else ""), f"{value:.4g}", rule,
+                      verdict)
+    console.print(table)
+    registry = summary.get("registry") or {}
+    if registry.get("registered"):
+        console.print(f"registry: {registry['model_name']} v{registry['version']} aliases "
+                      f"{', '.join(registry['aliases'])} — {registry['reason']}")
+    elif registry:
+        console.print(f"registry: nothing registered ({registry.get('reason', '')})")
+    if summary.get("error"):
+        console.print(f"[red]error:[/] {summary['error']}")
+    training = summary.get("training") or {}
+    if training:
+        console.print(f"training: {training['steps']} steps in {training['seconds']:.0f} s on {training['device']}, "
+                      f"{training['rollbacks']} rollback(s)")
+    export = summary.get("export") or {}
+    if export:
+        console.print(f"onnx: {export['onnx']} (max abs diff vs PyTorch {export['max_abs_diff']:.2g})")
+    console.print(f"run directory: {summary.get('run_dir')}  (summary.json, samples, checkpoints, Data Docs)")
+    uri = summary.get("tracking_uri", "sqlite:///mlflow.db")
+    console.print(f"MLflow UI: mlflow ui --backend-store-uri {uri}  then open http://127.0.0.1:5000")

@@ -1,0 +1,31 @@
+"""Process set-up done once by an entry point (CLI, stage runner, deployment): nothing happens on import."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TELEMETRY_OFF = {
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "GX_ANALYTICS_ENABLED": "False",
+}
+
+
+def setup_environment(project_dir: str | os.PathLike | None = None) -> Path:
+    """Telemetry off; project-local Prefect home (fast ephemeral server start, no writes to ~).
+
+    Values already set in the environment win, so a user's PREFECT_HOME or PREFECT_API_URL
+    (a real server) is respected.
+    """
+    root = Path(project_dir or os.getcwd()).resolve()
+    for key, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("PREFECT_HOME", str(root / ".prefect"))
+    # The ephemeral API server is started per process; give it time on a loaded 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    return root
