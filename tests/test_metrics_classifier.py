@@ -75,3 +75,14 @@ def test_rejects_wrong_channels(trained):
     model = trained[0]
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         model.features(torch.zeros(2, 3, 32, 32))
+
+
+def test_random_shift_is_a_crop_of_the_padded_image():
+    from ganmodels.metrics.classifier import _random_shift
+
+    x = torch.randn(6, 2, 5, 7)
+    out = _random_shift(x, 2, torch.Generator().manual_seed(0))
+    padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
+    for i in range(len(x)):
+        crops = [padded[i, :, dy : dy + 5, dx : dx + 7] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], c) for c in crops)

@@ -65,6 +65,13 @@ def test_closed_forms():
     assert frechet_distance(np.zeros(3), np.diag(a), np.ones(3), np.diag(b)) == pytest.approx(expected)
 
 
+def test_zero_covariance():
+    # A point mass vs N(mu2, S): ||mu1 - mu2||² + tr S (the cross term vanishes).
+    s = random_spd(np.random.default_rng(9), 5)
+    assert frechet_distance(np.zeros(5), np.zeros((5, 5)), np.ones(5), s) == pytest.approx(5 + np.trace(s))
+    assert frechet_distance(np.zeros(5), np.zeros((5, 5)), np.zeros(5), np.zeros((5, 5))) == 0.0
+
+
 def test_identical_statistics_give_zero():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((500, 64)) * 5 + 3

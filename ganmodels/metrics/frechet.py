@@ -39,11 +39,11 @@ def _as_stats(mu: np.ndarray, sigma: np.ndarray, name: str) -> tuple[np.ndarray,
 
 
 def _sqrt_factor(sigma: np.ndarray, method: str) -> np.ndarray:
-    """F with F Fᵀ = sigma (D, D), by Cholesky when sigma is numerically PD, else by eigh.
+    """F (D, r) with F Fᵀ = sigma (D, D), by Cholesky when sigma is numerically PD, else by eigh.
 
     Cholesky costs about a fifth of a full eigendecomposition and is backward stable; it fails on
     singular or rounding-indefinite covariances (fewer samples than dimensions), where the
-    eigendecomposition V diag(√w) with tiny negative eigenvalues clipped to 0 takes over.
+    eigendecomposition V diag(√w) over the positive part of the spectrum takes over.
     """
     sym = (sigma + sigma.T) * 0.5  # both solvers read one triangle: symmetrise first
     if method in ("auto", "cholesky"):
@@ -53,7 +53,11 @@ def _sqrt_factor(sigma: np.ndarray, method: str) -> np.ndarray:
             if method == "cholesky":
                 raise
     w, v = np.linalg.eigh(sym)
-    return v * np.sqrt(np.clip(w, 0.0, None))[None, :]
+    # Keep the numerical range only (the np.linalg.matrix_rank tolerance): dropped directions carry
+    # rounding noise, not variance. With fewer samples than dimensions (FID on a few hundred
+    # images: rank ≪ 2048) this makes F tall and thin, so the second eigen-solve is rank × rank.
+    keep = w > w.max(initial=0.0) * sym.shape[0] * np.finfo(np.float64).eps
+    return v[:, keep] * np.sqrt(w[keep])[None, :]  # (D, rank)
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, method: str = "auto") -> float:
@@ -66,7 +70,7 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray, method: str = "au
     if method not in ("auto", "cholesky", "eigh"):
         raise ValueError(f"method must be 'auto', 'cholesky' or 'eigh', got {method!r}")
     f = _sqrt_factor(sigma1, method)
-    m = f.T @ sigma2 @ f  # (D, D)
+    m = f.T @ sigma2 @ f  # (r, r), r = D or the numerical rank of sigma1
     lam = np.linalg.eigvalsh((m + m.T) * 0.5)
     return float(np.sqrt(np.clip(lam, 0.0, None)).sum())
 
