@@ -21,8 +21,14 @@ __all__ = ["kid", "mmd2_unbiased", "polynomial_kernel"]
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int = 3, coef0: float = 1.0) -> np.ndarray:
     """(n, d), (m, d) -> (n, m) kernel matrix (xᵀy / d + coef0)^degree, float64."""
-    d = x.shape[1]
-    return (x @ y.T / d + coef0) ** degree
+    k = x @ y.T
+    k /= x.shape[1]
+    k += coef0
+    if degree == 3:  # np.power has no fast path for 3; two in-place products are ~10x quicker
+        k3 = k * k
+        k3 *= k
+        return k3
+    return k**degree
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray, degree: int = 3) -> float:
