@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Callable
@@ -95,6 +96,7 @@ def cmd_run(args) -> int:
     from pipelines.report import print_summary
 
     state: dict = {}
+    started = time.time()
 
     def go():
         try:
@@ -106,7 +108,7 @@ def cmd_run(args) -> int:
             raise
 
     code = run_guarded(go)
-    summary = state.get("summary") or _failed_summary()
+    summary = state.get("summary") or _failed_summary(since=started)
     if summary:
         print_summary(summary)
         if args.summary_json:
@@ -115,9 +117,14 @@ def cmd_run(args) -> int:
     return code
 
 
-def _failed_summary() -> dict | None:
-    """The newest run's summary.json, written by the flow even when it failed."""
-    runs = sorted(Path("runs").glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+def _failed_summary(since: float) -> dict | None:
+    """The summary.json the flow wrote for this invocation even though it failed, if any.
+
+    Only files written after ``since`` count: a run that failed before it created its run
+    directory (e.g. a bad ``--set``) must not report an earlier run's summary as its own.
+    """
+    runs = sorted((p for p in Path("runs").glob("*/summary.json") if p.stat().st_mtime >= since),
+                  key=lambda p: p.stat().st_mtime)
     return json.loads(runs[-1].read_text()) if runs else None
 
 

@@ -10,6 +10,9 @@ import copy
 import dataclasses
 import json
 import os
+import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,6 +167,7 @@ def deep_merge(base: dict, top: dict) -> dict:
 
 
 SECTIONS = ("run", "data", "model", "train", "eval", "gates", "validation", "monitor", "export", "tracking")
+RUN_KEYS = ("model", "dataset", "preset", "recipe", "seed")
 
 
 def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, model: str | None = None,
@@ -175,6 +179,13 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
     if unknown:
         raise ConfigError(f"{params_path}: unknown section(s) {unknown}; known: {list(SECTIONS) + ['presets', 'kinds']}")
     cli = parse_overrides(overrides)
+    unknown = sorted(set(cli) - set(SECTIONS))
+    if unknown:  # a typo (--set trian.steps=5) must not be ignored silently
+        raise ConfigError(f"--set: unknown section(s) {unknown}; known: {list(SECTIONS)}")
+    for source, section in ((str(params_path), params.get("run")), ("--set", cli.get("run"))):
+        bad = sorted(set(section or {}) - set(RUN_KEYS))
+        if bad:
+            raise ConfigError(f"{source}: unknown run field(s) {['run.' + k for k in bad]}; known: {list(RUN_KEYS)}")
     run = {**params.get("run", {}), **cli.get("run", {})}
     run.update({k: v for k, v in {"model": model, "dataset": dataset, "preset": preset}.items() if v is not None})
     dataset_spec = str(run.get("dataset", "digits"))
@@ -208,23 +219,25 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
     seed = _typed(int, run.get("seed", 0), "run.seed")
 
     data_cfg = _build("data", lambda d: resolve_data_config(dataset_spec, **d), merged["data"])
-    model_overrides = {**recipe.get("model", {}), **merged["model"]}
+    model_overrides = _typed_fields(spec.config_cls, {**recipe.get("model", {}), **_section(merged, "model")}, "model")
     _build("model", lambda m: ganmodels.registry.make_config(model_name, _with_shape_defaults(model_name, m, data_cfg)),
            model_overrides)
-    train_values = {**recipe.get("train", {}), **merged["train"], "seed": seed}
+    train_values = _typed_fields(TrainConfig, {**recipe.get("train", {}), **_section(merged, "train"), "seed": seed},
+                                 "train")
     train_cfg = _build("train", TrainConfig.from_dict, train_values)
     from pipelines.validation import ValidationConfig
 
-    _build("validation", ValidationConfig.from_dict, merged["validation"])
+    validation = _typed_fields(ValidationConfig, _section(merged, "validation"), "validation")
+    _build("validation", ValidationConfig.from_dict, validation)
     return RunConfig(
         model=model_name, dataset=dataset_spec, preset=preset_name, seed=seed, recipe=recipe_name,
         data=data_cfg, model_overrides=model_overrides, train=train_cfg,
-        eval=_build("eval", lambda d: EvalConfig(**d), merged["eval"]),
-        gates=_build("gates", lambda d: GateConfig(**d), merged["gates"]),
-        validation=dict(merged["validation"]),
-        monitor=_build("monitor", lambda d: MonitorSettings(**d), merged["monitor"]),
-        export=_build("export", lambda d: ExportConfig(**d), merged["export"]),
-        tracking=_build("tracking", lambda d: TrackingConfig(**d), merged["tracking"]),
+        eval=_build_typed("eval", EvalConfig, merged),
+        gates=_build_typed("gates", GateConfig, merged),
+        validation=validation,
+        monitor=_build_typed("monitor", MonitorSettings, merged),
+        export=_build_typed("export", ExportConfig, merged),
+        tracking=_build_typed("tracking", TrackingConfig, merged),
     )
 
 
@@ -277,6 +290,70 @@ def _typed(kind: type, value: Any, name: str) -> Any:
     if isinstance(value, bool) or not isinstance(value, kind):
         raise ConfigError(f"{name}={value!r} must be {kind.__name__}")
     return value
+
+
+def _section(merged: dict, section: str) -> dict:
+    values = merged.get(section)
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"section {section!r} must be a mapping, got {type(values).__name__}")
+    return values
+
+
+def _build_typed(section: str, cls: type, merged: dict):
+    return _build(section, lambda d: cls(**d), _typed_fields(cls, _section(merged, section), section))
+
+
+# YAML 1.1 (PyYAML) reads ``1e-4`` and ``1e6`` as strings: it needs a dot (``1.0e-4``). Such a string
+# given for a float field is read as the float the user meant.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _typed_fields(cls: type, values: dict, section: str) -> dict:
+    """Check ``values`` against the field types of dataclass ``cls``; a mismatch is a ``ConfigError``
+    naming ``section.field``. Unknown fields are left for the factory, which lists the valid ones."""
+    try:
+        hints = typing.get_type_hints(cls)
+    except (NameError, TypeError):  # annotations this check cannot resolve: the factory judges them
+        return values
+    return {key: _typed_value(hints[key], value, f"{section}.{key}") if key in hints else value
+            for key, value in values.items()}
+
+
+def _typed_value(hint: Any, value: Any, name: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _typed_value(option, value, name)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{name}={value!r} must be {' or '.join(_type_name(a) for a in args)}")
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise ConfigError(f"{name}={value!r} must be one of {list(args)}")
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if isinstance(value, dict):
+            return _typed_fields(hint, value, name)
+        raise ConfigError(f"{name}={value!r} must be a mapping of {hint.__name__} fields")
+    if hint is float and isinstance(value, str) and _EXPONENT_FLOAT.fullmatch(value.strip()):
+        return float(value)
+    checks = {bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str),
+              int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if hint in checks and not checks[hint](value):
+        raise ConfigError(f"{name}={value!r} must be {_type_name(hint)}")
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return "null" if hint is type(None) else getattr(hint, "__name__", str(hint))
 
 
 def _build(section: str, factory, values: dict):

@@ -1,0 +1,113 @@
+"""The ``ganpipe`` command line as a subprocess in tmp directories: help, exit codes and messages of
+the commands that need no trained model (``validate``, ``fid``, and ``sample``/``export`` with bad
+references). Training runs are in test_pipeline_e2e.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ganmodels.metrics.inception import FID_WEIGHTS_FILENAME, WEIGHTS_ENV
+
+REPO = Path(__file__).resolve().parents[1]
+GANPIPE = Path(sys.executable).parent / "ganpipe"
+TELEMETRY_OFF = {"DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
+                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "GX_ANALYTICS_ENABLED": "False"}
+
+
+def ganpipe(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "GANPIPE_"))}
+    env.update(TELEMETRY_OFF, OMP_NUM_THREADS="1", PREFECT_HOME=str(tmp_path / ".prefect"),
+               TORCH_HOME=str(tmp_path / "torch-home"))  # a torch hub cache without Inception weights
+    return subprocess.run([str(GANPIPE), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_help_lists_commands_and_exit_codes(tmp_path):
+    result = ganpipe(tmp_path, "--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("run", "validate", "sample", "export", "fid"):
+        assert command in result.stdout
+    assert "4  quality gate rejected the model" in result.stdout and "5  training diverged" in result.stdout
+    run_help = ganpipe(tmp_path, "run", "--help")
+    assert run_help.returncode == 0 and "--preset" in run_help.stdout and "--set" in run_help.stdout
+    assert ganpipe(tmp_path).returncode == 2  # no command: argparse usage error
+    assert ganpipe(tmp_path, "run", "--no-such-option").returncode == 2
+
+
+def write_images(path: Path, seed: int) -> Path:
+    images = np.random.default_rng(seed).integers(0, 256, size=(24, 16, 16), dtype=np.uint8)
+    np.save(path, images)
+    return path
+
+
+def test_fid_without_inception_weights_says_where_to_put_them(tmp_path):
+    a, b = write_images(tmp_path / "A.npy", 0), write_images(tmp_path / "B.npy", 1)
+    result = ganpipe(tmp_path, "fid", str(a), str(b))
+    assert result.returncode == 2, result.stderr
+    target = tmp_path / "torch-home" / "hub" / "checkpoints" / FID_WEIGHTS_FILENAME
+    assert "ganpipe: bad input:" in result.stderr and f"put it at {target}" in result.stderr
+    assert f"${WEIGHTS_ENV}" in result.stderr and "Nothing is downloaded" in result.stderr
+    assert not target.exists()
+
+    explicit = ganpipe(tmp_path, "fid", str(a), str(b), "--inception-weights", "nowhere/weights.pth")
+    assert explicit.returncode == 2 and "nowhere/weights.pth" in explicit.stderr
+
+
+def test_fid_with_a_missing_image_set(tmp_path):
+    result = ganpipe(tmp_path, "fid", str(write_images(tmp_path / "A.npy", 0)), "missing_dir")
+    assert result.returncode == 2 and "missing_dir" in last_line(result)
+
+
+def test_validate_digits_writes_data_docs(tmp_path):
+    result = ganpipe(tmp_path, "validate", "--dataset", "digits", "--params", str(REPO / "params.yaml"))
+    assert result.returncode == 0, result.stderr
+    docs = tmp_path / "runs" / "validation" / "data_docs" / "index.html"
+    assert docs.is_file() and "<html" in docs.read_text().lower()
+    assert "1797 samples passed validation" in result.stdout and str(docs) in result.stdout
+    assert (tmp_path / "runs" / "validation" / "validation_summary.json").is_file()
+
+
+def test_validate_reports_bad_data_with_exit_3(tmp_path):
+    images = np.random.default_rng(0).uniform(0, 1, size=(150, 8, 8)).astype(np.float32)
+    images[7, 1, 1] = np.inf
+    np.save(tmp_path / "bad.npy", images)
+    result = ganpipe(tmp_path, "validate", "--dataset", "bad.npy", "--params", str(REPO / "params.yaml"),
+                     "--out", "report")
+    assert result.returncode == 3, result.stderr
+    assert "data validation failed" in result.stderr and "bad.npy[all:7]" in result.stderr
+    assert (tmp_path / "report" / "data_docs" / "index.html").is_file()
+
+
+def test_validate_with_a_bad_dataset_name_exits_2(tmp_path):
+    result = ganpipe(tmp_path, "validate", "--dataset", "nosuchset", "--params", str(REPO / "params.yaml"))
+    assert result.returncode == 2 and "'nosuchset'" in last_line(result)
+
+
+@pytest.mark.parametrize("args, named", [
+    (["models:/dcgan-digits"], "models:/NAME@ALIAS"),  # neither alias nor version
+    (["models:/dcgan-digits/1/extra"], "models:/NAME@ALIAS"),
+    (["models:/nosuch@champion"], "not found in the registry"),
+    (["runs/none/train/checkpoints/last.pt"], "no such checkpoint"),
+    (["x.pt", "--n", "0"], "--n must be >= 1"),
+    (["x.pt", "--out", "x.txt"], ".npy"),
+])
+def test_sample_with_a_bad_reference_exits_2(tmp_path, args, named):
+    result = ganpipe(tmp_path, "sample", *args, *([] if "--out" in args else ["--out", "x.npy"]))
+    assert result.returncode == 2, result.stderr
+    assert last_line(result).startswith("ganpipe: bad input:") and named in result.stderr
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_export_with_a_missing_checkpoint_exits_2(tmp_path):
+    result = ganpipe(tmp_path, "export", "missing.pt", "--out", "g.onnx")
+    assert result.returncode == 2 and "missing.pt" in last_line(result)
+    assert not (tmp_path / "g.onnx").exists()

@@ -1,0 +1,222 @@
+"""Run configuration: the precedence of its layers, and every bad input named in a ``ConfigError``.
+
+Fast: no services, only tmp params files (the project's own params.yaml is read, never written).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import ganmodels
+from ganmodels.train import TrainConfig
+from pipelines.config import ConfigError, load_run_config, parse_overrides, run_config_from_dict
+
+PROJECT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def write_params(tmp_path: Path, values: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+# -- precedence ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def layered_params(tmp_path):
+    """Each train field is set by the layers up to one level, so the winner names the highest layer."""
+    return write_params(tmp_path, {
+        "run": {"dataset": "digits", "preset": "p"},
+        "data": {"resolution": 16},
+        "model": {"minibatch_std": False},  # over the recipe's True
+        "train": {"lr_d": 0.001, "lr_g": 0.001, "batch_size": 8, "steps": 10},
+        "kinds": {"image": {"model": {"d_norm": "batch"}, "train": {"lr_g": 0.002, "batch_size": 16, "steps": 20}},
+                  "points": {"train": {"lr_d": 0.9, "lr_g": 0.9, "batch_size": 99, "steps": 99}}},
+        "presets": {"p": {"train": {"batch_size": 32, "steps": 30}}, "q": {"train": {"steps": 5}}},
+    })
+
+
+def test_precedence_recipe_params_kinds_preset_set(layered_params):
+    recipe = ganmodels.get_recipe("dcgan", "stabilised")
+    # The recipe must differ from the dataclass defaults, or the first assertion proves nothing.
+    assert recipe["train"]["beta2"] != TrainConfig().beta2
+    assert recipe["train"]["lr_d"] != 0.001
+    assert recipe["model"] == {"d_norm": "spectral", "minibatch_std": True}
+
+    cfg = load_run_config(layered_params, overrides=["train.steps=40"])
+
+    assert cfg.model == "dcgan" and cfg.recipe == "stabilised" and cfg.preset == "p"
+    assert cfg.train.beta2 == recipe["train"]["beta2"]  # recipe over dataclass default
+    assert cfg.train.loss == recipe["train"]["loss"]
+    assert cfg.train.lr_d == 0.001  # params over recipe
+    assert cfg.model_overrides["minibatch_std"] is False  # params over recipe (model section)
+    assert cfg.model_overrides["d_norm"] == "batch"  # kinds.image over recipe (model section)
+    assert cfg.train.lr_g == 0.002  # kinds.image over params
+    assert cfg.train.batch_size == 32  # preset over kinds
+    assert cfg.train.steps == 40  # --set over preset
+    assert cfg.data.resolution == 16
+
+
+def test_preset_and_dataset_arguments_beat_the_run_section(layered_params):
+    assert load_run_config(layered_params, preset="q").train.steps == 5
+    points = load_run_config(layered_params, dataset="ring8", preset="q")
+    assert (points.model, points.train.lr_d, points.train.batch_size) == ("mlp2d", 0.9, 99)  # kinds.points
+    assert points.model_overrides == {**ganmodels.get_recipe("mlp2d", "stabilised")["model"], "minibatch_std": False}
+
+
+def test_default_preset_needs_no_presets_section(tmp_path):
+    cfg = load_run_config(write_params(tmp_path, {"train": {"steps": 7}}))
+    assert (cfg.preset, cfg.dataset, cfg.train.steps) == ("default", "digits", 7)
+
+
+def test_set_values_are_parsed_as_yaml_scalars(tmp_path):
+    cfg = load_run_config(PROJECT_PARAMS, overrides=[
+        "gates.min_recall=null", "train.amp=false", "train.diffaugment=color,translation",
+        "train.guard.max_rollbacks=1", "eval.inception_weights=/w.pth"])
+    assert cfg.gates.min_recall is None
+    assert cfg.train.amp is False
+    assert cfg.train.diffaugment == "color,translation"
+    assert cfg.train.guard.max_rollbacks == 1 and cfg.train.guard.loss_limit == TrainConfig().guard.loss_limit
+    assert cfg.eval.inception_weights == "/w.pth"
+    assert parse_overrides(["a.b.c=1", "a.b.d=x", "a.e="]) == {"a": {"b": {"c": 1, "d": "x"}, "e": None}}
+
+
+@pytest.mark.parametrize("text, value", [("1e6", 1e6), ("1e-4", 1e-4), ("2.5E+3", 2500.0), (".5e1", 5.0)])
+def test_exponent_floats_that_yaml_reads_as_strings_become_floats(text, value):
+    # PyYAML (YAML 1.1) reads 1e-4 as the string '1e-4'; a float field takes the number meant.
+    assert yaml.safe_load("1e-4") == "1e-4"
+    cfg = load_run_config(PROJECT_PARAMS, overrides=[f"train.lr_d={text}", f"gates.max_primary={text}"])
+    assert cfg.train.lr_d == value and cfg.gates.max_primary == value
+
+
+def test_resolved_config_round_trips_through_its_saved_dict():
+    for kwargs in ({}, {"preset": "smoke"}, {"dataset": "ring8", "preset": "smoke"}):
+        cfg = load_run_config(PROJECT_PARAMS, **kwargs)
+        assert run_config_from_dict(cfg.to_dict()) == cfg
+
+
+# -- errors name the field ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("item, named", [
+    ("train.steps", "SECTION.KEY=VALUE"),
+    ("steps=3", "SECTION.KEY=VALUE"),
+    ("=3", "SECTION.KEY=VALUE"),
+    ("train.steps=[1", "cannot parse"),
+])
+def test_set_syntax_errors(item, named):
+    with pytest.raises(ConfigError) as err:
+        load_run_config(PROJECT_PARAMS, overrides=[item])
+    assert named in str(err.value) and repr(item) in str(err.value)
+
+
+@pytest.mark.parametrize("item, named", [
+    ("trian.steps=5", "trian"),  # unknown section
+    ("train.stepz=5", "stepz"),  # unknown field
+    ("train.guard.limit=5", "limit"),
+    ("gates.min_recal=0.1", "min_recal"),
+    ("eval.samples=10", "samples"),
+    ("model.g_widht=8", "g_widht"),
+    ("run.modle=dcgan", "run.modle"),
+    ("train.steps=abc", "train.steps"),  # wrong types
+    ("train.steps=1.5", "train.steps"),
+    ("train.steps=true", "train.steps"),
+    ("train.lr_g=fast", "train.lr_g"),
+    ("train.guard.loss_limit=big", "train.guard.loss_limit"),
+    ("train.guard=3", "train.guard"),
+    ("train.amp=maybe", "train.amp"),
+    ("gates.min_recall=abc", "gates.min_recall"),
+    ("eval.n_samples=many", "eval.n_samples"),
+    ("monitor.every=often", "monitor.every"),
+    ("model.g_width=wide", "model.g_width"),
+    ("model.d_norm=layer", "model.d_norm"),
+    ("run.seed=x", "run.seed"),
+    ("data.resolution=abc", "data.resolution"),
+    ("data.colour=1", "colour"),
+])
+def test_bad_set_values_name_the_field(item, named):
+    with pytest.raises(ConfigError) as err:
+        load_run_config(PROJECT_PARAMS, overrides=[item])
+    assert named in str(err.value)
+
+
+def test_unknown_params_section_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="trainer"):
+        load_run_config(write_params(tmp_path, {"trainer": {"steps": 5}}))
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ConfigError) as err:
+        load_run_config(PROJECT_PARAMS, preset="nope")
+    assert "'nope'" in str(err.value) and "smoke" in str(err.value)
+
+
+def test_unknown_model_lists_the_registered_ones():
+    with pytest.raises(ConfigError) as err:
+        load_run_config(PROJECT_PARAMS, model="stylegan9")
+    assert "'stylegan9'" in str(err.value) and "dcgan" in str(err.value) and "mlp2d" in str(err.value)
+
+
+def test_unknown_recipe_is_named():
+    with pytest.raises(ConfigError, match="run.recipe.*fancy"):
+        load_run_config(PROJECT_PARAMS, overrides=["run.recipe=fancy"])
+
+
+def test_missing_and_malformed_params_files(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_run_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [steps\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_run_config(bad)
+    bad.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_run_config(bad)
+
+
+@pytest.mark.parametrize("dataset", ["nosuchset", "missing_folder/"])
+def test_unknown_dataset_or_missing_folder_is_named(dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        load_run_config(PROJECT_PARAMS, dataset=dataset)
+    assert repr(dataset) in str(err.value) and "digits" in str(err.value)  # names it, lists the known sets
+
+
+# -- model and data kinds -----------------------------------------------------------------------
+
+
+def test_ring8_picks_mlp2d_with_the_points_kind():
+    params = yaml.safe_load(PROJECT_PARAMS.read_text())
+    cfg = load_run_config(PROJECT_PARAMS, dataset="ring8")
+    assert (cfg.model, cfg.data_kind, cfg.registered_name) == ("mlp2d", "points", "mlp2d-ring8")
+    assert cfg.train.steps == params["kinds"]["points"]["train"]["steps"]
+    assert cfg.train.lr_g == ganmodels.get_recipe("mlp2d", "stabilised")["train"]["lr_g"]
+    smoke = load_run_config(PROJECT_PARAMS, dataset="ring8", preset="smoke")
+    assert smoke.train.steps == params["presets"]["smoke"]["train"]["steps"]  # preset over kinds
+
+
+def test_digits_picks_dcgan():
+    cfg = load_run_config(PROJECT_PARAMS, dataset="digits")
+    assert (cfg.model, cfg.data_kind, cfg.registered_name) == ("dcgan", "image", "dcgan-digits")
+
+
+@pytest.mark.parametrize("model, dataset, fix", [("mlp2d", "digits", "--model dcgan"),
+                                                 ("dcgan", "ring8", "--model mlp2d")])
+def test_model_and_data_kind_mismatch(model, dataset, fix):
+    with pytest.raises(ConfigError) as err:
+        load_run_config(PROJECT_PARAMS, model=model, dataset=dataset)
+    assert repr(model) in str(err.value) and repr(dataset) in str(err.value) and fix in str(err.value)
+
+
+def test_registered_name_for_folders_and_arrays(tmp_path):
+    folder = tmp_path / "handwriting"
+    folder.mkdir()
+    for spec in (str(folder), str(folder) + "/"):
+        cfg = load_run_config(PROJECT_PARAMS, dataset=spec)
+        assert (cfg.data.name, cfg.registered_name) == ("folder", "dcgan-handwriting")
+    cfg = load_run_config(PROJECT_PARAMS, dataset=str(tmp_path / "faces.npy"))
+    assert (cfg.data.name, cfg.registered_name) == ("npy", "dcgan-faces")
