@@ -55,7 +55,7 @@ def dvc_project(tmp_path_factory):
 
     def dvc(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN / "dvc"), *args], cwd=root, env=env, capture_output=True, text=True,
-                              timeout=1800)
+                              timeout=900)
 
     first = dvc("repro")
     assert first.returncode == 0, f"--- stdout\n{first.stdout[-4000:]}\n--- stderr\n{first.stderr[-6000:]}"

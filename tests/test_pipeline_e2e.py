@@ -53,7 +53,7 @@ class Project:
     root: Path
     env: dict
 
-    def ganpipe(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    def ganpipe(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN / "ganpipe"), *args], cwd=self.root, env=self.env, capture_output=True,
                               text=True, timeout=timeout)
 
