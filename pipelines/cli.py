@@ -98,6 +98,23 @@ def cmd_run(args) -> int:
     state: dict = {}
     started = time.time()
 
+    def check_inputs():
+        """Bad input fails here in a second, before Prefect or MLflow start (no run is created)."""
+        from pipelines.config import load_run_config
+
+        cfg = load_run_config(args.params, model=args.model, dataset=args.dataset, preset=args.preset,
+                              overrides=args.set)
+        root = cfg.data.root
+        if cfg.data.name in ("folder", "npy") and root and not Path(root).exists():
+            raise FileNotFoundError(f"--dataset {cfg.dataset}: {root} does not exist")
+
+    code = run_guarded(check_inputs)
+    if code != EXIT_OK:
+        if args.summary_json:
+            Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.summary_json).write_text(json.dumps({"status": "bad_input", "exit_code": code}, indent=2))
+        return code
+
     def go():
         try:
             state["summary"] = training_pipeline(model=args.model, dataset=args.dataset, preset=args.preset,

@@ -420,7 +420,8 @@ def test_bad_input_exits_2_and_creates_nothing(args, named, tmp_path, prefect_ap
     assert result.returncode == 2, explain(result)
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("ganpipe: bad input:") and named in last_line
-    assert summary is None and "earlier-run" not in result.stdout
+    # CI still gets a machine-readable verdict, and never an earlier run's summary.
+    assert summary == {"status": "bad_input", "exit_code": 2} and "earlier-run" not in result.stdout
     assert not (project.root / "mlflow.db").exists() and not (project.root / "mlartifacts").exists()
     assert sorted(p.name for p in (project.root / "runs").iterdir()) == ["earlier-run"]
 
