@@ -62,11 +62,18 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class MonitorSettings:
-    every: int = 0  # evaluate mode metrics every N steps while training; 0 disables
+    """``ganmodels.train.monitor.MonitorConfig`` as read from params.yaml; ``every: 0`` switches monitoring off."""
+
+    every: int = 500  # score mode metrics every N steps while training (logged as MLflow curves)
     n_samples: int = 500
-    early_stop: bool = False
+    seed: int = 0
+    early_stop: bool = False  # stop a run whose collapse persists for `patience` evaluations after `warmup`
     patience: int = 3
     warmup: int = 0
+    min_class_coverage: float | None = 0.5
+    max_class_kl: float | None = None
+    min_modes_fraction: float | None = 0.5
+    max_reverse_kl: float | None = None
 
 
 @dataclass(frozen=True)

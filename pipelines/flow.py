@@ -77,7 +77,9 @@ def train_task(cfg: dict, ctx: RunContext, data_path: str) -> dict:
         callbacks.append(ProgressBar(config.train.steps, f"training {config.model} on {config.dataset}"))
     out = Path(ctx.run_dir) / "train"
     result = stages.train_stage(config, data_path, out, callbacks=callbacks,
-                                on_image=lambda path, step: run.log_artifact(path, "samples"))
+                                on_image=lambda path, step: run.log_artifact(path, "samples"),
+                                on_metrics=lambda step, m: run.log_metrics({f"monitor.{k}": v for k, v in m.items()},
+                                                                           step=step))
     for key in ("losses_csv", "loss_curves"):
         if result.get(key):
             run.log_artifact(result[key], "training")

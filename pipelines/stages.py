@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import hashlib
 import json
 import os
@@ -110,7 +111,7 @@ class SampleGrids(Callback):
 
 def train_stage(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                 callbacks: Iterable[Callback] = (), on_image: Callable[[Path, int], None] | None = None,
-                resume: bool = False) -> dict:
+                on_metrics: Callable[[int, dict], None] | None = None, resume: bool = False) -> dict:
     """Train the configured model on the prepared data; raises ``TrainingDiverged`` when it cannot recover."""
     out_dir = Path(out_dir)
     data = PreparedDataset.load(data_path)
@@ -121,7 +122,7 @@ def train_stage(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.
     losses = LossCSV(out_dir / "losses.csv")
     grids = SampleGrids(out_dir / "samples", every, n=64 if data.kind == "image" else 1000, on_image=on_image,
                         real=real_points)
-    extra = list(callbacks) + _monitor_callbacks(cfg, data)
+    extra = list(callbacks) + _monitor_callbacks(cfg, data, on_metrics)
     trainer = Trainer(gan, data, cfg.train, workdir=out_dir, callbacks=[losses, grids, *extra],
                       data_info={"name": data.name, "hash": data.data_hash, "path": str(data_path)})
     result = trainer.fit(resume=resume)
@@ -133,12 +134,25 @@ def train_stage(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.
             "device": str(trainer.device), "parameters_G": sum(p.numel() for p in gan.G.parameters())}
 
 
-def _monitor_callbacks(cfg: RunConfig, data: PreparedDataset) -> list[Callback]:
+def _monitor_callbacks(cfg: RunConfig, data: PreparedDataset,
+                       log_fn: Callable[[int, dict], None] | None) -> list[Callback]:
+    """A ``ModeMonitor`` when the data has modes to watch: 2D mixtures, or labelled images (domain classifier)."""
     if cfg.monitor.every <= 0:
         return []
-    from ganmodels.train.monitor import ModeMonitor, MonitorConfig  # noqa: F401  (issue: monitoring)
+    from ganmodels.train.monitor import ModeMonitor, MonitorConfig
 
-    return []
+    monitor_cfg = MonitorConfig(**dataclasses.asdict(cfg.monitor))
+    if data.kind == "points":
+        try:
+            modes = mixture_spec(data.name)
+        except (KeyError, ValueError):  # user point sets have no known modes
+            return []
+        return [ModeMonitor(monitor_cfg, modes=modes, real=data.x_test, log_fn=log_fn)]
+    if not data.num_classes:
+        return []
+    classifier, _ = domain_classifier(cfg, data)  # cached: the evaluate stage reuses it
+    return [ModeMonitor(monitor_cfg, classifier=classifier, num_classes=data.num_classes, real=data.x_test,
+                        real_labels=data.y_test, log_fn=log_fn)]
 
 
 # -- evaluate ---------------------------------------------------------------------------------
