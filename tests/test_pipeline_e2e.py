@@ -355,6 +355,25 @@ def test_gate_rejection_registers_nothing(smoke, project):
 
 
 @pytest.mark.slow
+def test_collapse_detected_while_training_stops_the_run_and_registers_nothing(smoke, project):
+    # A 20-step generator covers ~1 of 10 classes: with a monitor demanding all of them and patience 1,
+    # the run must stop at the first evaluation, and the model must never reach the registry, even
+    # with every final gate switched off (the smoke preset).
+    client = project.client()
+    before = registry_snapshot(client)
+    result, summary = project.run("--preset", "smoke", "--set", "monitor.every=20", "--set", "monitor.patience=1",
+                                  "--set", "monitor.early_stop=true", "--set", "monitor.warmup=0",
+                                  "--set", "monitor.min_class_coverage=1.0")
+    assert result.returncode == 4, explain(result)
+    assert registry_snapshot(client) == before
+    assert summary["training"]["stopped_early"] is True and summary["training"]["steps"] == 20
+    assert "early_stop" in summary["failed_gates"] and "collapse" in summary["failed_gates"]["early_stop"].lower()
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.data.tags["gate_status"] == "rejected"
+    assert client.get_metric_history(run.info.run_id, "monitor.class_coverage")[0].value < 1.0
+
+
+@pytest.mark.slow
 def test_validation_failure_stops_before_training(smoke, project):
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, size=(200, 8, 8)).astype(np.float32)
