@@ -22,6 +22,7 @@ import yaml
 import ganmodels
 from ganmodels.data import DataConfig, DataError, get_dataset, resolve_data_config
 from ganmodels.train import TrainConfig
+from ganmodels.train.monitor import MonitorConfig
 
 
 class ConfigError(ValueError):
@@ -61,22 +62,6 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
-class MonitorSettings:
-    """``ganmodels.train.monitor.MonitorConfig`` as read from params.yaml; ``every: 0`` switches monitoring off."""
-
-    every: int = 500  # score mode metrics every N steps while training (logged as MLflow curves)
-    n_samples: int = 500
-    seed: int = 0
-    early_stop: bool = False  # stop a run whose collapse persists for `patience` evaluations after `warmup`
-    patience: int = 3
-    warmup: int = 0
-    min_class_coverage: float | None = 0.5
-    max_class_kl: float | None = None
-    min_modes_fraction: float | None = 0.5
-    max_reverse_kl: float | None = None
-
-
-@dataclass(frozen=True)
 class ExportConfig:
     opset: int = 18
     atol: float = 1e-4
@@ -103,7 +88,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     validation: dict = field(default_factory=dict)
-    monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)  # every: 0 switches it off
     export: ExportConfig = field(default_factory=ExportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -242,7 +227,7 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
         eval=_build_typed("eval", EvalConfig, merged),
         gates=_build_typed("gates", GateConfig, merged),
         validation=validation,
-        monitor=_build_typed("monitor", MonitorSettings, merged),
+        monitor=_build_typed("monitor", MonitorConfig, merged),
         export=_build_typed("export", ExportConfig, merged),
         tracking=_build_typed("tracking", TrackingConfig, merged),
     )
@@ -255,7 +240,7 @@ def run_config_from_dict(values: dict) -> RunConfig:
         model=v["model"], dataset=v["dataset"], preset=v["preset"], seed=v["seed"], recipe=v["recipe"],
         data=DataConfig(**v["data"]), model_overrides=v["model_overrides"], train=TrainConfig.from_dict(v["train"]),
         eval=EvalConfig(**v["eval"]), gates=GateConfig(**v["gates"]), validation=v["validation"],
-        monitor=MonitorSettings(**v["monitor"]), export=ExportConfig(**v["export"]),
+        monitor=MonitorConfig(**v["monitor"]), export=ExportConfig(**v["export"]),
         tracking=TrackingConfig(**v["tracking"]),
     )
 

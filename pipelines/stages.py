@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import hashlib
 import json
 import os
@@ -139,19 +138,18 @@ def _monitor_callbacks(cfg: RunConfig, data: PreparedDataset,
     """A ``ModeMonitor`` when the data has modes to watch: 2D mixtures, or labelled images (domain classifier)."""
     if cfg.monitor.every <= 0:
         return []
-    from ganmodels.train.monitor import ModeMonitor, MonitorConfig
+    from ganmodels.train.monitor import ModeMonitor
 
-    monitor_cfg = MonitorConfig(**dataclasses.asdict(cfg.monitor))
     if data.kind == "points":
         try:
             modes = mixture_spec(data.name)
         except (KeyError, ValueError):  # user point sets have no known modes
             return []
-        return [ModeMonitor(monitor_cfg, modes=modes, real=data.x_test, log_fn=log_fn)]
+        return [ModeMonitor(cfg.monitor, modes=modes, real=data.x_test, log_fn=log_fn)]
     if not data.num_classes:
         return []
     classifier, _ = domain_classifier(cfg, data)  # cached: the evaluate stage reuses it
-    return [ModeMonitor(monitor_cfg, classifier=classifier, num_classes=data.num_classes, real=data.x_test,
+    return [ModeMonitor(cfg.monitor, classifier=classifier, num_classes=data.num_classes, real=data.x_test,
                         real_labels=data.y_test, log_fn=log_fn)]
 
 

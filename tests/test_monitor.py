@@ -217,7 +217,14 @@ def test_class_coverage_threshold_names_the_classes():
     assert reasons == ["class_coverage 0.3 (3 classes) < 0.5"]
 
 
-@pytest.mark.parametrize("bad", [{"every": 0}, {"n_samples": 3}, {"patience": 0}, {"warmup": -1},
+def test_every_zero_switches_monitoring_off(tiny_points):
+    monitor = ModeMonitor.for_data(tiny_points, MonitorConfig(every=0, n_samples=64),
+                                   modes=(ring_means().numpy(), RING_STD))
+    assert make_trainer(tiny_points, monitor).fit(6).steps == 6
+    assert monitor.history == []
+
+
+@pytest.mark.parametrize("bad", [{"every": -1}, {"n_samples": 3}, {"patience": 0}, {"warmup": -1},
                                  {"min_modes_fraction": 1.5}, {"min_class_coverage": -0.1}, {"max_class_kl": -1.0}])
 def test_config_rejects_bad_values(bad):
     with pytest.raises(ValueError, match="invalid monitor config"):

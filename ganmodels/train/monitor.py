@@ -49,7 +49,7 @@ PR_K = 3  # k of the k-NN balls for precision/recall, as in Kynkäänniemi et al
 class MonitorConfig:
     """When to score the generator while training, and what counts as collapse.
 
-    every: evaluate after every ``every``-th step. n_samples: generated samples per evaluation
+    every: evaluate after every ``every``-th step; 0 switches monitoring off. n_samples: generated samples per evaluation
       (500 takes milliseconds for 2D points). seed: seed of the latent draws (the same every time).
     early_stop: stop training when collapse is seen on ``patience`` consecutive evaluations at
       steps >= ``warmup`` (before ``warmup`` a young generator's blur is not collapse).
@@ -75,8 +75,8 @@ class MonitorConfig:
 
     def __post_init__(self):
         errors = []
-        if self.every < 1:
-            errors.append(f"every must be >= 1 (got {self.every})")
+        if self.every < 0:
+            errors.append(f"every must be >= 1, or 0 for off (got {self.every})")
         if self.n_samples <= PR_K:
             errors.append(f"n_samples must be > {PR_K} (got {self.n_samples})")
         if self.patience < 1:
@@ -177,7 +177,7 @@ class ModeMonitor(Callback):
 
     # -- callback hooks ------------------------------------------------------------------------
     def on_step_end(self, trainer: "Trainer", step: int, logs: dict[str, float]) -> None:
-        if step % self.cfg.every:
+        if not self.cfg.every or step % self.cfg.every:
             return
         metrics = self.evaluate(trainer.generator)
         self.history.append((step, metrics))
