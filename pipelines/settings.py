@@ -28,4 +28,8 @@ def setup_environment(project_dir: str | os.PathLike | None = None) -> Path:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    # MLflow draws a progress bar for every artifact it reads back (model loads, registry checks),
+    # which buries ganpipe's own progress and summary on the terminal and in CI logs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # "Creating initial MLflow database tables..."
     return root
