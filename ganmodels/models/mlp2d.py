@@ -75,13 +75,13 @@ RECIPES = {
     # Stabilised default, tuned on ring8/grid25 (docs/mode_collapse.md, benchmarks/mode_collapse.py):
     # * R1 on real data (Mescheder et al. 2018, eq. 9), applied lazily every 4th D step with the
     #   weight scaled by 4 (Karras et al. 2020, StyleGAN2 App. B): damps the oscillation around
-    #   each mode; without it grid25 stalls at ~75-85% high-quality samples.
+    #   each mode; without it grid25 loses modes on some seeds and its reverse KL is ~20x higher.
     # * EMA of G's weights (Yazıcı et al. 2019) with a ~200-step horizon: the raw G jitters
-    #   (40-80% high quality), its average sits on the modes (>90%). Longer horizons lag behind.
+    #   (40-50% high quality on grid25), its average sits on the modes (>90%). Longer horizons lag.
     # * minibatch std in D (Karras et al. 2018, ProGAN §3): a batch-diversity feature against collapse.
-    # * no packing, no spectral norm: both slowed convergence at this budget (see the doc's ablation).
+    # * no packing, no spectral norm: both left samples spread between modes at this budget (ablation).
     # * Adam lr 2e-3 for both nets (equal rates: TTUR with lr_d = 2 lr_g was slower), beta2 = 0.99.
-    # Run-level settings used by the benchmark: batch 512; 4000 steps (ring8), 6000 (grid25).
+    # Run-level settings of the benchmark and of params.yaml's kinds.points: batch 512, 6000 steps.
     "stabilised": {"model": {"pack": 1, "minibatch_std": True, "d_norm": "none"},
                    "train": {"loss": "ns", "lr_g": 2e-3, "lr_d": 2e-3, "beta1": 0.5, "beta2": 0.99,
                              "r1_gamma": 0.1, "reg_every": 4, "ema_beta": 0.995}},
