@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -21,6 +20,7 @@ import torch
 
 import ganmodels
 from ganmodels.data import PreparedDataset, mixture_spec, prepare, read_source
+from ganmodels.io import atomic_write
 from ganmodels.train import Callback, Trainer, load_generator, seed_everything
 from pipelines.artifacts import save_loss_curves, save_samples
 from pipelines.config import RunConfig, load_run_config, model_config_for
@@ -32,11 +32,8 @@ CACHE_DIR = Path(os.environ.get("GANPIPE_CACHE", ".cache"))
 def write_json(data: dict, path: str | os.PathLike) -> Path:
     """Atomic JSON write (temp file + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
     return path
 
 
@@ -77,13 +74,10 @@ class LossCSV(Callback):
         if not self.rows:
             return
         keys = ["step"] + sorted({k for r in self.rows for k in r} - {"step"})
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        with os.fdopen(fd, "w", newline="") as f:
+        with atomic_write(self.path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=keys)
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
 
 class SampleGrids(Callback):

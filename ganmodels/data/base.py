@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
+
+from ganmodels.io import atomic_torch_save
 
 DataKind = Literal["image", "points"]
 
@@ -140,22 +141,3 @@ class PreparedDataset:
             raise DataError(f"prepared data set not found: {path}. Run the prepare stage first.")
         state = torch.load(path, map_location="cpu", weights_only=True)
         return cls(**state)
-
-
-def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
-    """torch.save to a temp file in the same directory, fsync, then rename over ``path``.
-
-    A crash at any point leaves either the old file or the new one, never a torn file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -14,7 +14,6 @@ published FID numbers, only across runs that share the same classifier (same dat
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganmodels.data.base import atomic_torch_save
+from ganmodels.io import atomic_torch_save
 
 __all__ = ["ClassifierConfig", "DomainClassifier", "train_domain_classifier"]
 

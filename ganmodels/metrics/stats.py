@@ -17,12 +17,12 @@ from float32 networks, and it halves memory: 10k × 2048 rows take 80 MB). With 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ganmodels.io import atomic_write
 from ganmodels.metrics.frechet import frechet_distance
 
 __all__ = ["FeatureStats", "as_numpy_features"]
@@ -137,7 +137,8 @@ class FeatureStats:
             "seed": np.int64(self.seed),
             "reservoir": self.reservoir,
         }
-        _atomic_savez(path, arrays)
+        with atomic_write(path) as f:
+            np.savez(f, **arrays)  # a file object: numpy does not append ".npz"
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":
@@ -154,18 +155,3 @@ class FeatureStats:
 
     def __repr__(self) -> str:
         return f"FeatureStats(n={self.n}, dim={self.dim}, reservoir={0 if self._reservoir is None else len(self._reservoir)})"
-
-
-def _atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)  # a file object: numpy does not append ".npz"
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

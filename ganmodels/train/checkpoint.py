@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ganmodels.data.base import atomic_torch_save
+from ganmodels.io import atomic_torch_save
 
 FORMAT = "ganpipe-checkpoint/1"
 
