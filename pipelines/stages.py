@@ -19,7 +19,7 @@ from typing import Callable, Iterable
 import torch
 
 import ganmodels
-from ganmodels.data import PreparedDataset, mixture_spec, prepare, read_source
+from ganmodels.data import DataError, PreparedDataset, mixture_spec, prepare, read_source
 from ganmodels.io import atomic_write
 from ganmodels.train import Callback, Trainer, load_generator, seed_everything
 from pipelines.artifacts import save_loss_curves, save_samples
@@ -134,17 +134,17 @@ def _monitor_callbacks(cfg: RunConfig, data: PreparedDataset,
         return []
     from ganmodels.train.monitor import ModeMonitor
 
+    modes = classifier = None
     if data.kind == "points":
         try:
             modes = mixture_spec(data.name)
-        except (KeyError, ValueError):  # user point sets have no known modes
+        except DataError:  # user point sets have no known modes
             return []
-        return [ModeMonitor(cfg.monitor, modes=modes, real=data.x_test, log_fn=log_fn)]
-    if not data.num_classes:
+    elif data.num_classes:
+        classifier, _ = domain_classifier(cfg, data)  # cached: the evaluate stage reuses it
+    else:
         return []
-    classifier, _ = domain_classifier(cfg, data)  # cached: the evaluate stage reuses it
-    return [ModeMonitor(cfg.monitor, classifier=classifier, num_classes=data.num_classes, real=data.x_test,
-                        real_labels=data.y_test, log_fn=log_fn)]
+    return [ModeMonitor.for_data(data, cfg.monitor, modes=modes, classifier=classifier, log_fn=log_fn)]
 
 
 # -- evaluate ---------------------------------------------------------------------------------
