@@ -3,14 +3,13 @@ clear error when the real weights are absent."""
 
 import numpy as np
 import pytest
+import pytorch_fid.inception as pfi
 import scipy.linalg
 import torch
 
 from ganmodels.metrics import FIDInceptionV3, InceptionWeightsNotFound, compute_fid, find_inception_weights
 from ganmodels.metrics.fid import feature_stats, inception_features
 from ganmodels.metrics.inception import FID_WEIGHTS_FILENAME, FID_WEIGHTS_URL, load_fid_inception
-
-pfi = pytest.importorskip("pytorch_fid.inception")
 
 
 def build_pytorch_fid_with_random_weights(seed: int):

@@ -7,14 +7,12 @@ import shutil
 import textwrap
 from pathlib import Path
 
+import mlflow
 import pytest
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
-mlflow = pytest.importorskip("mlflow")
-
-from mlflow import MlflowClient  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-
-from pipelines.registry import PromotionDecision, promote, record_rejection, version_by_alias  # noqa: E402
+from pipelines.registry import PromotionDecision, promote, record_rejection, version_by_alias
 
 MODEL = "ganpipe-generator"
 
