@@ -1,16 +1,17 @@
-"""ONNX export of noise generators, checked against PyTorch with onnxruntime.
+"""ONNX export of a model family's inference network, checked against PyTorch with onnxruntime.
 
-Works for any generator following the library's interface (style habit 7): ``G(z, c)`` with
-``G.z_dim`` and ``G.c_dim`` (0 = unconditional), ``c`` int64 class indices ``(B,)``, output
-``(B, C, H, W)`` images or ``(B, 2)`` points. The exported graph has inputs ``z`` float32
-``(B, z_dim)`` and, for conditional models, ``c`` int64 ``(B,)``; its output is named ``image``
-or ``points``; the batch dimension ``B`` is dynamic.
+What is exported and how it is called comes from the family's ``Signature``
+(``ganmodels.families``): named, typed inputs with a dynamic batch dimension, and a named output.
+For the noise family that is ``z`` float32 ``(B, z_dim)``, plus ``c`` int64 ``(B,)`` for
+class-conditional models, giving ``image`` ``(B, C, H, W)`` or ``points`` ``(B, 2)``. A bare
+generator module following the ``G(z, c)`` interface (``z_dim``, ``c_dim``) exports with that
+noise signature too.
 
 Exporters: the ``torch.export``-based exporter (``dynamo=True``, the default since torch 2.9) is
 tried first; if it fails, the legacy TorchScript exporter is used and a warning logged. The one
-used is recorded in the model's ``metadata_props`` (key ``exporter``), next to ``z_dim``,
-``c_dim``, ``output_name``, ``output_shape`` and ``ganpipe_version``; read them with
-``read_metadata``.
+used is recorded in the model's ``metadata_props`` (key ``exporter``), next to ``signature``
+(JSON), ``family``, ``output_name``, ``output_shape``, ``ganpipe_version`` and, for noise
+generators, ``z_dim`` and ``c_dim``; read them with ``read_metadata``.
 
 onnx and onnxruntime are imported inside the functions so that ``import ganmodels`` does not
 need them (they are in the ``pipeline`` extra).
@@ -21,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -31,6 +33,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from ganmodels.families.base import GANFamily, Signature
+from ganmodels.families.noise import NoiseCall, noise_signature
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +48,7 @@ class OnnxExportError(RuntimeError):
 
 
 class OnnxMismatchError(AssertionError):
-    """The ONNX model does not reproduce the PyTorch generator within tolerance."""
+    """The ONNX model does not reproduce the PyTorch model within tolerance (or its output is not finite)."""
 
     def __init__(self, message: str, max_abs_diff: float, atol: float):
         super().__init__(message)
@@ -51,39 +56,59 @@ class OnnxMismatchError(AssertionError):
         self.atol = atol
 
 
-def export_onnx(G: nn.Module, path: str | os.PathLike, *, opset: int = 18, batch_example: int = 2) -> Path:
-    """Export generator ``G`` (in eval mode) to ONNX at ``path`` with a dynamic batch dimension.
+def _callable_and_signature(model: nn.Module) -> tuple[nn.Module, Signature, str]:
+    """(module called with the signature's inputs, signature, family name) for a family or a bare ``G(z, c)``."""
+    if isinstance(model, GANFamily):
+        return model.export_module(), model.signature(), model.family
+    signature = noise_signature(model)
+    return NoiseCall(model, conditional=len(signature.inputs) > 1), signature, "noise"
+
+
+def _eval_target(model: nn.Module) -> nn.Module:
+    """The module whose train/eval mode matters: a family's inference network, or the bare generator."""
+    return model.generator if isinstance(model, GANFamily) else model
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = 18, batch_example: int = 2) -> Path:
+    """Export ``model`` (a ``GANFamily``, or a bare ``G(z, c)`` generator) in eval mode to ONNX at
+    ``path``, with the inputs and output its signature names and a dynamic batch dimension.
 
     The file appears at ``path`` only once complete: the exporter writes into a temporary
     directory beside it and the result is moved in with ``os.replace``. A failed export leaves
     ``path`` as it was (absent, or the previous model). Models under ~1.8 GB are one file;
     larger ones also get ``<name>.data`` beside it (moved in before the ``.onnx`` file).
-    ``G``'s train/eval modes are restored afterwards.
+    The model's train/eval modes are restored afterwards.
     """
     if batch_example < 2:
         # torch.export specialises dimensions of size 0 and 1, so the example batch must be >= 2.
         raise ValueError(f"batch_example must be >= 2 for a dynamic batch dimension, got {batch_example}")
     path = Path(path)
-    z_dim, c_dim = _interface(G)
-    wrapper = _GeneratorCall(G, conditional=c_dim > 0)
-    with _eval_mode(G), torch.no_grad():
-        example = _example_inputs(z_dim, c_dim, batch_example, torch.Generator().manual_seed(0), _device(G))
-        out = wrapper(*example)
-    output_name = "points" if out.dim() == 2 else "image"
+    call, signature, family = _callable_and_signature(model)
+    target = _eval_target(model)
+    example = tuple(x.to(_device(target)) for x in signature.example(batch_example, torch.Generator().manual_seed(0)))
+    with _eval_mode(target), torch.no_grad():
+        out = call(*example)
+    output = signature.outputs[0]
+    if tuple(out.shape[1:]) != output.shape:
+        raise OnnxExportError(f"the model returns shape {tuple(out.shape[1:])} per sample but its signature says "
+                              f"{output.shape}")
     metadata = {
-        "z_dim": str(z_dim),
-        "c_dim": str(c_dim),
-        "output_name": output_name,
-        "output_shape": json.dumps(list(out.shape[1:])),  # per sample: [C, H, W] or [2]
+        "signature": signature.to_json(),
+        "family": family,
+        "output_name": output.name,
+        "output_shape": json.dumps(list(output.shape)),  # per sample: [C, H, W] or [2]
         "ganpipe_version": _ganpipe_version(),
         "opset": str(opset),
     }
+    if family == "noise":  # onnx_sample reads these to draw the documented noise
+        metadata["z_dim"] = str(signature.inputs[0].shape[0])
+        metadata["c_dim"] = str(signature.inputs[1].high if len(signature.inputs) > 1 else 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         tmp_file = tmp_dir / path.name  # same base name, so an external-data reference stays valid after the move
-        with _eval_mode(G):
-            metadata["exporter"] = _export_with_fallback(wrapper, example, tmp_file, opset, output_name)
+        with _eval_mode(target):
+            metadata["exporter"] = _export_with_fallback(call, example, tmp_file, opset, signature)
         _embed_metadata(tmp_file, metadata)
         _move_into_place(tmp_dir, path)
     finally:
@@ -93,45 +118,46 @@ def export_onnx(G: nn.Module, path: str | os.PathLike, *, opset: int = 18, batch
 
 def check_onnx(
     path: str | os.PathLike,
-    G: nn.Module,
+    model: nn.Module,
     *,
     batch_sizes: Sequence[int] = (1, 7),
     seed: int = 0,
     atol: float = 1e-4,
 ) -> dict:
-    """Run the ONNX model with onnxruntime (CPU) and compare it with ``G`` in eval mode.
+    """Run the ONNX model with onnxruntime (CPU) and compare it with ``model`` in eval mode.
 
     Fresh random inputs are drawn for every batch size, so passing at several sizes proves the
     batch dimension is dynamic. Returns ``{max_abs_diff, batch_sizes, atol, passed}``; raises
-    ``OnnxMismatchError`` when the largest absolute difference is above ``atol`` (or not finite),
-    or when the ONNX model's interface (z_dim, c_dim, output shape) differs from ``G``'s.
+    ``OnnxMismatchError`` when the largest absolute difference is above ``atol``, when either
+    output holds NaN or inf (a broken model must not pass because both sides are broken), or when
+    the ONNX model's signature differs from the model's.
     """
-    z_dim, c_dim = _interface(G)
-    meta = read_metadata(path)
-    if (meta.get("z_dim"), meta.get("c_dim")) != (z_dim, c_dim):
-        raise OnnxMismatchError(
-            f"{path}: ONNX model has z_dim={meta.get('z_dim')}, c_dim={meta.get('c_dim')} but G has "
-            f"z_dim={z_dim}, c_dim={c_dim}",
-            float("inf"),
-            atol,
-        )
+    call, signature, _ = _callable_and_signature(model)
+    target = _eval_target(model)
+    saved = read_metadata(path).get("signature")
+    if saved != signature:
+        raise OnnxMismatchError(f"{path}: the ONNX model's signature {_describe(saved)} differs from the model's "
+                                f"{_describe(signature)}", float("inf"), atol)
     session = _session(path)
-    wrapper = _GeneratorCall(G, conditional=c_dim > 0)
     generator = torch.Generator().manual_seed(seed)
     max_abs_diff = 0.0
-    with _eval_mode(G), torch.no_grad():
+    with _eval_mode(target), torch.no_grad():
         for batch in batch_sizes:
-            inputs = _example_inputs(z_dim, c_dim, batch, generator, _device(G))
-            expected = wrapper(*inputs).cpu().numpy()
-            (got,) = session.run(None, _feed(inputs))
+            inputs = signature.example(batch, generator)
+            expected = call(*(x.to(_device(target)) for x in inputs)).cpu().numpy()
+            (got,) = session.run(None, _feed(signature, inputs))
             if got.shape != expected.shape:
                 raise OnnxMismatchError(
                     f"{path}: ONNX output shape {got.shape} != PyTorch {expected.shape} at batch {batch}",
-                    float("inf"),
-                    atol,
-                )
-            max_abs_diff = max(max_abs_diff, float(np.abs(got.astype(np.float64) - expected).max()))
-    passed = max_abs_diff <= atol  # False for NaN as well
+                    float("inf"), atol)
+            for side, values in (("PyTorch", expected), ("ONNX", got)):
+                if not np.isfinite(values).all():
+                    raise OnnxMismatchError(
+                        f"{path}: the {side} output holds NaN or inf at batch {batch} (seed {seed}); a model with "
+                        "non-finite outputs cannot be checked, let alone served", float("nan"), atol)
+            diff = float(np.abs(got.astype(np.float64) - expected).max()) if got.size else 0.0
+            max_abs_diff = diff if diff > max_abs_diff or not math.isfinite(diff) else max_abs_diff
+    passed = math.isfinite(max_abs_diff) and max_abs_diff <= atol
     if not passed:
         raise OnnxMismatchError(
             f"{path}: ONNX output differs from PyTorch by max |diff| = {max_abs_diff:.3g} > atol = {atol:.3g} "
@@ -160,6 +186,9 @@ def onnx_sample(
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     meta = read_metadata(path)
+    if meta.get("family", "noise") != "noise" or "z_dim" not in meta:
+        raise ValueError(f"{path} is not a noise-to-sample generator (family {meta.get('family')!r}); "
+                         "onnx_sample draws z (and c) for those only")
     z_dim, c_dim = meta["z_dim"], meta["c_dim"]
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n, z_dim), dtype=np.float32)
@@ -169,13 +198,16 @@ def onnx_sample(
     session = _session(path)
     chunks = []
     for start in range(0, n, batch_size):
-        inputs = (z[start : start + batch_size],) if c is None else (z[start : start + batch_size], c[start : start + batch_size])
-        chunks.append(session.run(None, _feed(inputs))[0])
+        feed = {"z": z[start : start + batch_size]}
+        if c is not None:
+            feed["c"] = c[start : start + batch_size]
+        chunks.append(session.run(None, feed)[0])
     return np.concatenate(chunks).astype(np.float32, copy=False)
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
-    """The ganpipe metadata of an exported model: ints for z_dim/c_dim/opset, a list for output_shape."""
+    """The ganpipe metadata of an exported model: ints for z_dim/c_dim/opset, a list for output_shape,
+    a ``Signature`` for signature."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -185,47 +217,27 @@ def read_metadata(path: str | os.PathLike) -> dict:
             meta[key] = int(meta[key])
     if "output_shape" in meta:
         meta["output_shape"] = json.loads(meta["output_shape"])
+    if "signature" in meta:
+        meta["signature"] = Signature.from_json(meta["signature"])
     return meta
 
 
-class _GeneratorCall(nn.Module):
-    """Fixes the exported signature to ``(z)`` or ``(z, c)`` whatever extra arguments ``G.forward`` has."""
-
-    def __init__(self, G: nn.Module, conditional: bool):
-        super().__init__()
-        self.G = G
-        self.conditional = conditional
-        self.training = False  # only the wrapper's own flag: .eval() would also switch G, for good
-
-    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        return self.G(z, c if self.conditional else None)
+def _describe(signature: Signature | None) -> str:
+    if signature is None:
+        return "(none recorded)"
+    inputs = ", ".join(f"{i.name} {i.dtype}{list(i.shape)}" for i in signature.inputs)
+    outputs = ", ".join(f"{o.name} {o.dtype}{list(o.shape)}" for o in signature.outputs)
+    return f"({inputs}) -> ({outputs})"
 
 
-def _interface(G: nn.Module) -> tuple[int, int]:
-    try:
-        return int(G.z_dim), int(G.c_dim)
-    except AttributeError as err:
-        raise TypeError(f"{type(G).__name__} does not follow the generator interface (needs z_dim and c_dim): {err}") from None
-
-
-def _example_inputs(z_dim: int, c_dim: int, batch: int, generator: torch.Generator,
-                    device: torch.device) -> tuple[torch.Tensor, ...]:
-    """Drawn on the CPU (same numbers whatever the device), then moved to ``device``."""
-    z = torch.randn(batch, z_dim, generator=generator)  # (B, z_dim) float32
-    if c_dim == 0:
-        return (z.to(device),)
-    c = torch.randint(0, c_dim, (batch,), generator=generator, dtype=torch.int64)  # (B,) int64
-    return z.to(device), c.to(device)
-
-
-def _device(G: nn.Module) -> torch.device:
-    first = next(G.parameters(), None)
+def _device(module: nn.Module) -> torch.device:
+    first = next(module.parameters(), None)
     return first.device if first is not None else torch.device("cpu")
 
 
-def _feed(inputs: tuple) -> dict[str, np.ndarray]:
+def _feed(signature: Signature, inputs: tuple) -> dict[str, np.ndarray]:
     arrays = [x.cpu().numpy() if isinstance(x, torch.Tensor) else x for x in inputs]
-    return dict(zip(("z", "c"), arrays))
+    return {spec.name: array for spec, array in zip(signature.inputs, arrays)}
 
 
 @contextlib.contextmanager
@@ -240,10 +252,10 @@ def _eval_mode(G: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-def _export_with_fallback(model: nn.Module, example: tuple, file: Path, opset: int, output_name: str) -> str:
+def _export_with_fallback(model: nn.Module, example: tuple, file: Path, opset: int, signature: Signature) -> str:
     """Write ``model`` to ``file``; returns the exporter used, ``"dynamo"`` or ``"torchscript"``."""
     try:
-        _export_dynamo(model, example, file, opset, output_name)
+        _export_dynamo(model, example, file, opset, signature)
         return "dynamo"
     except Exception as dynamo_err:  # the exporter raises many error types; any failure means "try the other one"
         log.warning("dynamo ONNX export failed (%s: %s); falling back to the TorchScript exporter",
@@ -254,7 +266,7 @@ def _export_with_fallback(model: nn.Module, example: tuple, file: Path, opset: i
             else:
                 leftover.unlink()
         try:
-            _export_torchscript(model, example, file, opset, output_name)
+            _export_torchscript(model, example, file, opset, signature)
         except Exception as ts_err:
             raise OnnxExportError(
                 f"ONNX export failed with both exporters. dynamo: {type(dynamo_err).__name__}: {dynamo_err}; "
@@ -263,7 +275,7 @@ def _export_with_fallback(model: nn.Module, example: tuple, file: Path, opset: i
         return "torchscript"
 
 
-def _export_dynamo(model: nn.Module, example: tuple, file: Path, opset: int, output_name: str) -> None:
+def _export_dynamo(model: nn.Module, example: tuple, file: Path, opset: int, signature: Signature) -> None:
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings():
         # z and c share one Dim on purpose; the exporter warns that the second name is unused.
@@ -274,16 +286,17 @@ def _export_dynamo(model: nn.Module, example: tuple, file: Path, opset: int, out
             None,  # with a path, torch.onnx.export always writes <name>.data beside it (external_data=True)
             dynamo=True,
             opset_version=opset,
-            input_names=["z", "c"][: len(example)],
-            output_names=[output_name],
+            input_names=[spec.name for spec in signature.inputs],
+            output_names=[spec.name for spec in signature.outputs],
             dynamic_shapes=tuple({0: batch} for _ in example),
             verbose=False,
         )
     program.save(file, external_data=_param_bytes(model) > _SINGLE_FILE_LIMIT_BYTES)
 
 
-def _export_torchscript(model: nn.Module, example: tuple, file: Path, opset: int, output_name: str) -> None:
-    names = ["z", "c"][: len(example)]
+def _export_torchscript(model: nn.Module, example: tuple, file: Path, opset: int, signature: Signature) -> None:
+    names = [spec.name for spec in signature.inputs]
+    output_name = signature.outputs[0].name
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message=".*will be removed.*")

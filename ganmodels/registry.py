@@ -1,26 +1,28 @@
 """Explicit model registry: ``@register`` a builder, ``list_models()``, ``build(name, cfg)``.
 
 No discovery by file or class name: a model exists when its module registers it, and
-``ganmodels.models`` imports every built-in model module by name.
+``ganmodels.models`` imports every built-in model module by name. A builder returns an instance
+of its family (``ganmodels.families``); the registration says which family that is and which
+data kinds the model trains on.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
-from torch import nn
-
-DataKind = Literal["image", "points"]
+from ganmodels.data.kinds import DataKind
+from ganmodels.families.base import GANFamily
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     config_cls: type
-    builder: Callable[[Any], nn.Module]
-    data_kind: DataKind
+    builder: Callable[[Any], GANFamily]
+    family: type[GANFamily]
+    accepts: tuple[DataKind, ...]  # data kinds the model trains on
     description: str = ""
     # Named training recipes: {"stabilised": {"model": {...}, "train": {...}}, "baseline": {...}}.
     # "stabilised" is the documented default; "baseline" the unstabilised reference for benchmarks.
@@ -30,15 +32,21 @@ class ModelSpec:
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register(name: str, *, config: type, data_kind: DataKind, description: str = "", recipes: dict | None = None):
-    """Decorator registering ``builder(cfg) -> GAN`` under ``name``; duplicates are refused."""
+def register(name: str, *, config: type, family: type[GANFamily], accepts: tuple[DataKind, ...],
+             description: str = "", recipes: dict | None = None):
+    """Decorator registering ``builder(cfg) -> family instance`` under ``name``; duplicates are refused."""
 
-    def decorator(builder: Callable[[Any], nn.Module]):
+    def decorator(builder: Callable[[Any], GANFamily]):
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered (by {_MODELS[name].builder.__module__})")
         if not dataclasses.is_dataclass(config):
             raise TypeError(f"config for model {name!r} must be a dataclass, got {config!r}")
-        _MODELS[name] = ModelSpec(name, config, builder, data_kind, description, dict(recipes or {}))
+        if not (isinstance(family, type) and issubclass(family, GANFamily)):
+            raise TypeError(f"family for model {name!r} must be a GANFamily subclass, got {family!r}")
+        kinds = tuple(DataKind.parse(k) for k in accepts)
+        if not kinds:
+            raise ValueError(f"model {name!r} must accept at least one data kind")
+        _MODELS[name] = ModelSpec(name, config, builder, family, kinds, description, dict(recipes or {}))
         return builder
 
     return decorator
@@ -83,10 +91,20 @@ def make_config(name: str, cfg: Any = None, **overrides: Any):
     return spec.config_cls(**values)
 
 
-def build(name: str, cfg: Any = None, **overrides: Any) -> nn.Module:
-    """Build the registered GAN ``name`` (a module holding ``G`` and ``D``) from ``cfg``."""
+def build(name: str, cfg: Any = None, **overrides: Any) -> GANFamily:
+    """Build the registered model ``name`` from ``cfg``: an instance of its family holding its named networks."""
     spec = get_spec(name)
-    return spec.builder(make_config(name, cfg, **overrides))
+    model = spec.builder(make_config(name, cfg, **overrides))
+    if not isinstance(model, spec.family):
+        raise TypeError(f"builder of model {name!r} returned {type(model).__name__}, not its family "
+                        f"{spec.family.__name__}")
+    model.accepts = spec.accepts
+    return model
+
+
+def models_for(kind: DataKind) -> list[str]:
+    """The registered models that train on data of ``kind``."""
+    return [name for name in list_models() if kind.satisfies(get_spec(name).accepts)]
 
 
 def get_recipe(name: str, recipe: str = "stabilised") -> dict:

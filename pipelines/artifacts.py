@@ -11,6 +11,9 @@ import torch
 
 from ganmodels.io import atomic_path
 
+# Samples drawn for a preview picture, by sample layout: an 8x8 image grid, a 1,000-point scatter.
+PREVIEW_SAMPLES = {"image": 64, "points": 1000}
+
 
 def _atomic_png(write, path: Path) -> Path:
     with atomic_path(path, suffix=".png") as tmp:
@@ -18,21 +21,36 @@ def _atomic_png(write, path: Path) -> Path:
     return path
 
 
-def save_samples(samples: torch.Tensor, path: str | os.PathLike, *, real: torch.Tensor | None = None) -> Path:
-    """Images (N, C, H, W) in [-1, 1] -> a grid PNG; points (N, 2) -> a scatter PNG (real in grey)."""
+def save_samples(samples: torch.Tensor, path: str | os.PathLike, *, real: torch.Tensor | None = None,
+                 labels: torch.Tensor | None = None) -> Path:
+    """Images (N, C, H, W) in [-1, 1] -> a grid PNG (one row per class when ``labels`` are given);
+    points (N, 2) -> a scatter PNG (real points in grey)."""
     path = Path(path)
     if samples.dim() == 4:
-        return _atomic_png(lambda tmp: _image_grid(samples, tmp), path)
+        return _atomic_png(lambda tmp: _image_grid(samples, tmp, labels), path)
     return _atomic_png(lambda tmp: _scatter(samples, real, tmp), path)
 
 
-def _image_grid(samples: torch.Tensor, out: str) -> None:
+def _rows_by_class(samples: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Reorder into one row per class (class 0 on top), short rows padded with blank (-1) tiles."""
+    classes = sorted(set(labels.tolist()))
+    rows = [samples[labels == k] for k in classes]
+    width = max(len(r) for r in rows)
+    blank = -torch.ones_like(samples[:1])
+    padded = [torch.cat([r, blank.expand(width - len(r), *samples.shape[1:])]) for r in rows]
+    return torch.cat(padded), width
+
+
+def _image_grid(samples: torch.Tensor, out: str, labels: torch.Tensor | None = None) -> None:
     from PIL import Image
     from torchvision.utils import make_grid
 
-    n = samples.shape[0]
-    grid = make_grid(samples.detach().float().cpu().clamp(-1, 1), nrow=max(1, int(np.ceil(np.sqrt(n)))),
-                     normalize=True, value_range=(-1, 1), pad_value=1.0)  # (3, H', W') in [0, 1]
+    samples = samples.detach().float().cpu().clamp(-1, 1)
+    if labels is not None:
+        samples, nrow = _rows_by_class(samples, labels.cpu())
+    else:
+        nrow = max(1, int(np.ceil(np.sqrt(samples.shape[0]))))
+    grid = make_grid(samples, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)  # (3, H', W') in [0, 1]
     array = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     image = Image.fromarray(array)
     if image.width < 256:  # 8-16 px digits are unreadable at native size

@@ -1,98 +1,25 @@
 """``ganpipe``: run the pipeline, validate data, sample, export and compute FID from the command line.
 
-Exit codes (documented in the README):
-  0  success (for ``run``: the model passed every gate and was registered)
-  1  internal error (a bug or an environment problem; the message says which)
-  2  bad input: unknown option or value, missing file, bad params.yaml field, unreadable data
-  3  data validation failed (Great Expectations report written; nothing trained)
-  4  quality gate rejected the model (nothing registered)
-  5  training diverged after the allowed rollbacks (nothing registered)
-  6  the ONNX export does not reproduce PyTorch's output (nothing registered)
+The exit codes are listed in ``pipelines.errors`` (and ``ganpipe --help``, and the README).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
-import traceback
 from pathlib import Path
-from typing import Callable
 
-EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_VALIDATION, EXIT_GATES, EXIT_DIVERGED, EXIT_EXPORT = 0, 1, 2, 3, 4, 5, 6
-
-
-def exit_code_for(error: BaseException) -> int:
-    from ganmodels.data import DataError
-    from ganmodels.export import OnnxMismatchError
-    from ganmodels.metrics import InceptionWeightsNotFound
-    from ganmodels.train import TrainingDiverged
-    from pipelines.config import ConfigError
-    from pipelines.validation import DataValidationError
-
-    if isinstance(error, DataValidationError):
-        return EXIT_VALIDATION
-    if isinstance(error, TrainingDiverged):
-        return EXIT_DIVERGED
-    if isinstance(error, OnnxMismatchError):
-        return EXIT_EXPORT
-    if isinstance(error, (ConfigError, DataError, InceptionWeightsNotFound, FileNotFoundError, UsageError)):
-        return EXIT_BAD_INPUT
-    from pipelines.flow import GateRejected
-
-    if isinstance(error, GateRejected):
-        return EXIT_GATES
-    return EXIT_INTERNAL
-
-
-class UsageError(ValueError):
-    """A command-line argument is wrong (exit code 2)."""
-
-
-def _unwrap(error: BaseException) -> BaseException:
-    """Prefect may wrap a task's exception; the typed cause decides the exit code."""
-    seen = set()
-    while id(error) not in seen:
-        seen.add(id(error))
-        if exit_code_for(error) != EXIT_INTERNAL:
-            return error
-        nxt = error.__cause__ or error.__context__
-        if nxt is None:
-            break
-        error = nxt
-    return error
-
-
-def run_guarded(fn: Callable[[], object]) -> int:
-    """Run ``fn``; map typed errors to exit codes with a one-paragraph message on stderr."""
-    try:
-        fn()
-        return EXIT_OK
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BaseException as error:  # noqa: BLE001 (the CLI boundary)
-        cause = _unwrap(error)
-        code = exit_code_for(cause)
-        if code == EXIT_INTERNAL:
-            traceback.print_exception(error, file=sys.stderr)
-            print(f"\nganpipe: internal error: {type(error).__name__}: {error}", file=sys.stderr)
-        elif code != EXIT_GATES:
-            print(f"ganpipe: {_label(code)}: {cause}", file=sys.stderr)
-        return code
-
-
-def _label(code: int) -> str:
-    return {EXIT_BAD_INPUT: "bad input", EXIT_VALIDATION: "data validation failed",
-            EXIT_DIVERGED: "training diverged", EXIT_EXPORT: "ONNX export check failed"}.get(code, "error")
-
+from pipelines.errors import EXIT_BAD_INPUT, EXIT_OK, GateRejected, UsageError, run_guarded
 
 # -- commands ---------------------------------------------------------------------------------
 
 
 def cmd_run(args) -> int:
-    from pipelines.flow import GateRejected, training_pipeline
+    from pipelines.flow import training_pipeline
     from pipelines.report import print_summary
 
     state: dict = {}
@@ -150,7 +77,7 @@ def cmd_validate(args) -> int:
     from pipelines.stages import validate_stage
 
     def go():
-        cfg = load_run_config(args.params, dataset=args.dataset, overrides=args.set)
+        cfg = load_run_config(args.params, dataset=args.dataset, overrides=args.set, evaluation=False)
         out = Path(args.out)
         result = validate_stage(cfg, out)
         print(f"data set {cfg.dataset!r}: {result['n_samples']} samples passed validation; Data Docs: {result['docs']}")
@@ -161,34 +88,47 @@ def cmd_validate(args) -> int:
 def cmd_sample(args) -> int:
     import numpy as np
 
-    from pipelines.models import load_generator_from_uri, sample_array
+    from ganmodels.data.sources.npy import labels_path
+    from ganmodels.io import atomic_path
+    from pipelines.models import load_model_from_uri, sample_array
 
     def go():
         if args.n < 1:
             raise UsageError(f"--n must be >= 1, got {args.n}")
         if not args.out.endswith(".npy"):
             raise UsageError(f"--out must name a .npy file, got {args.out!r}")
-        G = load_generator_from_uri(args.model_uri)
-        samples = sample_array(G, args.n, seed=args.seed)
+        model = load_model_from_uri(args.model_uri)
+        samples, labels = sample_array(model, args.n, seed=args.seed, classes=args.classes)
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp.npy")
-        np.save(tmp, samples)
-        tmp.replace(out)
-        print(f"wrote {samples.shape} float32 samples to {out}")
+        if labels is not None:  # labels first: samples.npy never appears without its labels
+            with atomic_path(labels_path(out), suffix=".npy") as tmp:
+                np.save(tmp, labels)
+        with atomic_path(out, suffix=".npy") as tmp:
+            np.save(tmp, samples)
+        note = f" and their int64 class labels to {labels_path(out)}" if labels is not None else ""
+        print(f"wrote {samples.shape} float32 samples to {out}{note}")
 
     return run_guarded(go)
 
 
 def cmd_export(args) -> int:
     from ganmodels.export import check_onnx, export_onnx
-    from pipelines.models import load_generator_from_uri
+    from pipelines.models import load_model_from_uri
 
     def go():
-        G = load_generator_from_uri(args.model_uri)
-        path = export_onnx(G, args.out)
-        check = check_onnx(path, G, atol=args.atol)
-        print(f"wrote {path}; onnxruntime vs PyTorch max abs diff {check['max_abs_diff']:.3g} "
+        model = load_model_from_uri(args.model_uri)
+        out = Path(args.out)
+        # Exported and checked under a temporary name in the same folder; only a model that passes the
+        # check takes the requested name (a failed check leaves the previous file, if any).
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+            staged = export_onnx(model, Path(tmp) / out.name)
+            check = check_onnx(staged, model, atol=args.atol)
+            for side_file in Path(tmp).iterdir():  # external weights (large models) first, the .onnx last
+                if side_file.name != out.name:
+                    os.replace(side_file, out.parent / side_file.name)
+            os.replace(staged, out)
+        print(f"wrote {out}; onnxruntime vs PyTorch max abs diff {check['max_abs_diff']:.3g} "
               f"(batch sizes {check['batch_sizes']})")
 
     return run_guarded(go)
@@ -207,8 +147,11 @@ def cmd_fid(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pipelines import errors
+
     parser = argparse.ArgumentParser(prog="ganpipe", description="Reproducible, gated GAN training.",
-                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawTextHelpFormatter)
+                                     epilog=errors.__doc__.split("\n\n")[1],
+                                     formatter_class=argparse.RawTextHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_options(p):
@@ -234,8 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     smp = sub.add_parser("sample", help="draw samples from a registered model or a checkpoint")
     smp.add_argument("model_uri", help="models:/NAME@ALIAS, models:/NAME/VERSION or a checkpoint path")
     smp.add_argument("--n", type=int, default=64)
-    smp.add_argument("--out", required=True, help="output .npy: float32 (N, C, H, W) in [-1, 1] or (N, 2)")
+    smp.add_argument("--out", required=True, help="output .npy: float32 (N, C, H, W) in [-1, 1] or (N, 2); "
+                                                   "conditional models also write <out>.labels.npy (int64)")
     smp.add_argument("--seed", type=int, default=0)
+    smp.add_argument("--class", dest="classes", type=int, action="append", default=None, metavar="K",
+                     help="conditional models: only class K (repeatable; classes are drawn in turn); "
+                          "default: every class in turn")
     smp.set_defaults(func=cmd_sample)
 
     exp = sub.add_parser("export", help="export a generator to ONNX (dynamic batch) and check it in onnxruntime")

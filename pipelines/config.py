@@ -1,7 +1,13 @@
 """The run configuration: read once at the edge (params.yaml + preset + ``--set`` overrides), typed, saved.
 
-Precedence, lowest first: dataclass defaults < the model's ``stabilised`` recipe < ``params.yaml``
-sections < ``params.yaml`` ``kinds.<image|points>`` < ``presets.<name>`` < ``--set key=value``.
+Precedence, lowest first: dataclass defaults < the model's recipe (``run.recipe``) < ``params.yaml``
+sections < ``kinds.<data kind>`` (labelled images take ``kinds.images`` first) < ``models.<model>``
+< ``presets.<name>`` < ``--set SECTION.KEY=VALUE``.
+
+Everything that can be judged before work starts is judged here, so bad input fails in a second
+with a ``ConfigError`` naming the field and the fix: the data set's kind against the kinds the
+model accepts, every section's field types, and every gate against the metric registry (a gate
+on a metric this run will not produce is an error, never a silent pass).
 """
 
 from __future__ import annotations
@@ -13,31 +19,34 @@ import os
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 import ganmodels
-from ganmodels.data import DataConfig, DataError, get_dataset, resolve_data_config
+from ganmodels.data import DataConfig, DataError, DataKind, dataset_kind, mixture_spec, resolve_data_config
+from ganmodels.data.config import PATH_FORMS
+from ganmodels.metrics.registry import get_metric, primary_metric, produced_metrics
 from ganmodels.train import TrainConfig
 from ganmodels.train.monitor import MonitorConfig
+from pipelines.errors import ConfigError
 
+__all__ = ["ConfigError", "EvalConfig", "ExportConfig", "GateSpec", "RunConfig", "TrackingConfig", "ValidationConfig",
+           "load_run_config", "model_config_for", "parse_overrides", "run_config_from_dict"]
 
-class ConfigError(ValueError):
-    """Bad run configuration; the message names the file or field and the fix (exit code 2)."""
-
-
-DEFAULT_MODEL_BY_KIND = {"image": "dcgan", "points": "mlp2d"}
-POINT_DATASETS = ("ring8", "grid25")
+# The model trained when run.model is "auto".
+DEFAULT_MODEL_BY_KIND = {DataKind.IMAGES: "dcgan", DataKind.LABELLED_IMAGES: "dcgan", DataKind.POINTS: "mlp2d"}
 
 
 @dataclass(frozen=True)
 class EvalConfig:
     n_samples: int = 2000
-    # "auto": FID when Inception weights are on this machine, else the domain FD (images);
-    # reverse_kl for 2D data. Lower is better for all three.
+    # "auto" resolves, when the config is read, to the produced metric of lowest primary rank in the
+    # metric registry: FID when Inception weights are on this machine, else the domain FD (labelled
+    # images); reverse_kl for 2D mixtures. The resolved name is what the saved config holds.
     primary_metric: str = "auto"
     inception_weights: str | None = None
     classifier_epochs: int = 8
@@ -45,20 +54,80 @@ class EvalConfig:
     # accuracy the evaluation fails instead of reporting numbers nobody should believe.
     min_classifier_accuracy: float = 0.9
     seed: int = 1234
+    cas_epochs: int = 8  # epochs of the classifier trained on generated samples (conditional models' CAS)
 
 
 @dataclass(frozen=True)
-class GateConfig:
-    """Thresholds a model must meet to be registered. ``None`` switches a gate off."""
+class GateSpec:
+    """One gate: the metric must be >= ``min`` and/or <= ``max`` (``params.yaml``: ``metric: {min: x}``)."""
 
-    max_primary: float | None = None  # on the primary metric (domain_fd / fid / reverse_kl)
-    min_class_coverage: float | None = 1.0  # share of classes generated (labelled images)
-    max_class_kl: float | None = 0.05  # KL between generated and real class histograms
-    min_precision: float | None = 0.5
-    min_recall: float | None = 0.3
-    min_modes_fraction: float | None = 1.0  # 2D data: modes captured / modes
-    min_high_quality: float | None = 0.9  # 2D data: share of samples within 3 std of a mode
-    max_reverse_kl: float | None = 0.05  # 2D data
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self):
+        if self.min is None and self.max is None:
+            raise ValueError("a gate needs min or max (or null for no gate)")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Thresholds for the expectation suites; the pipeline reads them from ``params.yaml``.
+
+    Checks without a threshold here are strict (every row must pass): NaN and inf counts, the
+    declared value range, the channel set, the minimum image size and label validity. A single bad
+    sample of those kinds points at a broken reader or a corrupt file, not at noise.
+
+    min_samples: the table must have at least this many rows (images or points).
+    min_image_size: smallest height and width accepted, in pixels.
+    allowed_channels: channel counts accepted; (H, W) arrays count as 1 channel.
+    max_blank_share: share of constant images (std == 0) tolerated, as GX ``mostly = 1 - share``.
+      A few empty scans are harmless; many mean a reader that fills with zeros.
+    max_duplicate_share: share of byte-identical repeats tolerated (the first copy is not counted).
+    min_class_ratio: smallest class count / largest class count, over classes that are present.
+      Every class must also be present (count >= 1); that is a separate expectation.
+    points_abs_bound: 2D points must satisfy |x|, |y| <= this bound.
+    example_ids: how many offending sample ids each failure names.
+    """
+
+    min_samples: int = 100
+    min_image_size: int = 8
+    allowed_channels: tuple[int, ...] = (1, 3)
+    max_blank_share: float = 0.01
+    max_duplicate_share: float = 0.01
+    min_class_ratio: float = 0.2
+    points_abs_bound: float = 1e3
+    example_ids: int = 5
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed_channels", tuple(int(c) for c in self.allowed_channels))
+        for name in ("max_blank_share", "max_duplicate_share", "min_class_ratio"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"ValidationConfig.{name} must lie in [0, 1], got {value!r}")
+        for name in ("min_samples", "min_image_size", "example_ids"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ValidationConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.points_abs_bound <= 0:
+            raise ValueError(f"ValidationConfig.points_abs_bound must be > 0, got {self.points_abs_bound!r}")
+        if not self.allowed_channels:
+            raise ValueError("ValidationConfig.allowed_channels must not be empty")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> "ValidationConfig":
+        """Build from a ``params.yaml`` section; unknown keys are an error, not silently ignored."""
+        values = dict(values or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown validation setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["allowed_channels"] = list(self.allowed_channels)
+        return d
 
 
 @dataclass(frozen=True)
@@ -83,18 +152,24 @@ class RunConfig:
     seed: int
     recipe: str
     data: DataConfig
+    data_kind: DataKind
     model_overrides: dict
     train: TrainConfig
     eval: EvalConfig = field(default_factory=EvalConfig)
-    gates: GateConfig = field(default_factory=GateConfig)
-    validation: dict = field(default_factory=dict)
+    gates: dict[str, GateSpec] = field(default_factory=dict)  # metric -> bounds; only the gates in force
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)  # every: 0 switches it off
     export: ExportConfig = field(default_factory=ExportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     @property
-    def data_kind(self) -> str:
-        return "points" if self.data.name in POINT_DATASETS else "image"
+    def primary_metric(self) -> str:
+        return self.eval.primary_metric
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the model is class-conditional (its config has classes)."""
+        return int(self.model_overrides.get("c_dim", _config_default(self.model, "c_dim", 0)) or 0) > 0
 
     @property
     def registered_name(self) -> str:
@@ -159,17 +234,23 @@ def deep_merge(base: dict, top: dict) -> dict:
 
 
 SECTIONS = ("run", "data", "model", "train", "eval", "gates", "validation", "monitor", "export", "tracking")
+OVERLAYS = ("kinds", "models", "presets")  # sections of sections, applied in this order
 RUN_KEYS = ("model", "dataset", "preset", "recipe", "seed")
 
 
 def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, model: str | None = None,
                     dataset: str | None = None, preset: str | None = None,
-                    overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Resolve the run configuration; every error is a ``ConfigError`` naming the field and the fix."""
+                    overrides: list[str] | tuple[str, ...] = (), evaluation: bool = True) -> RunConfig:
+    """Resolve the run configuration; every error is a ``ConfigError`` naming the field and the fix.
+
+    evaluation: judge the gates and the primary metric against what the run will produce. Commands
+    that train nothing (``ganpipe validate``) pass False: their data need not be one a model can
+    be scored on; the gates are then empty and the primary metric left as written.
+    """
     params = read_params(params_path)
-    unknown = sorted(set(params) - set(SECTIONS) - {"presets", "kinds"})
+    unknown = sorted(set(params) - set(SECTIONS) - set(OVERLAYS))
     if unknown:
-        raise ConfigError(f"{params_path}: unknown section(s) {unknown}; known: {list(SECTIONS) + ['presets', 'kinds']}")
+        raise ConfigError(f"{params_path}: unknown section(s) {unknown}; known: {list(SECTIONS) + list(OVERLAYS)}")
     cli = parse_overrides(overrides)
     unknown = sorted(set(cli) - set(SECTIONS))
     if unknown:  # a typo (--set trian.steps=5) must not be ignored silently
@@ -178,31 +259,41 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
         bad = sorted(set(section or {}) - set(RUN_KEYS))
         if bad:
             raise ConfigError(f"{source}: unknown run field(s) {['run.' + k for k in bad]}; known: {list(RUN_KEYS)}")
-    run = {**params.get("run", {}), **cli.get("run", {})}
-    run.update({k: v for k, v in {"model": model, "dataset": dataset, "preset": preset}.items() if v is not None})
-    dataset_spec = str(run.get("dataset", "digits"))
-    preset_name = str(run.get("preset", "default"))
+    arguments = {k: v for k, v in {"model": model, "dataset": dataset, "preset": preset}.items() if v is not None}
+    first = {**(params.get("run") or {}), **(cli.get("run") or {}), **arguments}
+    dataset_spec = str(first.get("dataset", "digits"))
+    preset_name = str(first.get("preset", "default"))
+    kind = _declared_kind(dataset_spec)
 
-    kind = _data_kind(dataset_spec)
-    merged = {s: params.get(s, {}) or {} for s in SECTIONS}
-    merged = deep_merge(merged, (params.get("kinds") or {}).get(kind, {}) or {})
-    presets = params.get("presets") or {}
+    layers = [{s: params.get(s, {}) or {} for s in SECTIONS}]
+    kinds = _overlay_table(params, "kinds")
+    bad_kinds = sorted(set(kinds) - {k.value for k in DataKind})
+    if bad_kinds:
+        raise ConfigError(f"{params_path}: kinds.{bad_kinds[0]} is not a data kind; kinds: "
+                          f"{', '.join(k.value for k in DataKind)}")
+    layers += [_overlay(kinds.get(k.value), f"kinds.{k.value}") for k in kind.lineage()]
+    presets = _overlay_table(params, "presets")
     if preset_name not in presets and preset_name != "default":
         raise ConfigError(f"unknown preset {preset_name!r}; presets in {params_path}: {sorted(presets) or ['default']}")
-    merged = deep_merge(merged, presets.get(preset_name) or {})
-    merged = deep_merge(merged, cli)
-    run = {**merged.get("run", {}), **run}
+    preset_layer = _overlay(presets.get(preset_name), f"presets.{preset_name}")
 
-    model_name = str(run.get("model", "auto"))
+    # The model picks its models.<name> overlay, so it is read from every run section first.
+    run_sections = [layer.get("run") or {} for layer in (*layers, preset_layer)] + [cli.get("run") or {}, arguments]
+    model_name = str({k: v for section in run_sections for k, v in section.items()}.get("model", "auto"))
     if model_name == "auto":
-        model_name = DEFAULT_MODEL_BY_KIND[kind]
-    try:
-        spec = ganmodels.get_spec(model_name)
-    except KeyError as e:
-        raise ConfigError(f"--model / run.model: {e.args[0]}") from None
-    if spec.data_kind != kind:
-        raise ConfigError(f"model {model_name!r} trains on {spec.data_kind} data but data set {dataset_spec!r} is "
-                          f"{kind} data; use --model {DEFAULT_MODEL_BY_KIND[kind]}")
+        model_name = DEFAULT_MODEL_BY_KIND.get(kind, "")
+    spec = _model_spec(model_name, kind, dataset_spec)
+    models = _overlay_table(params, "models")
+    unknown_models = sorted(set(models) - set(ganmodels.list_models()))
+    if unknown_models:
+        raise ConfigError(f"{params_path}: models.{unknown_models[0]} is not a registered model; models: "
+                          f"{', '.join(ganmodels.list_models())}")
+    layers += [_overlay(models.get(model_name), f"models.{model_name}"), preset_layer, cli]
+    merged: dict = {}
+    for layer in layers:
+        merged = deep_merge(merged, layer)
+    run = {**merged.get("run", {}), **arguments}
+
     recipe_name = str(run.get("recipe", "stabilised"))
     try:
         recipe = ganmodels.get_recipe(model_name, recipe_name) if spec.recipes else {"model": {}, "train": {}}
@@ -210,23 +301,26 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
         raise ConfigError(f"run.recipe: {e.args[0]}") from None
     seed = _typed(int, run.get("seed", 0), "run.seed")
 
-    data_cfg = _build("data", lambda d: resolve_data_config(dataset_spec, **d), merged["data"])
+    data_cfg = _build("data", lambda d: resolve_data_config(dataset_spec, **d), _section(merged, "data"))
     model_overrides = _typed_fields(spec.config_cls, {**recipe.get("model", {}), **_section(merged, "model")}, "model")
-    _build("model", lambda m: ganmodels.registry.make_config(model_name, _with_shape_defaults(model_name, m, data_cfg)),
-           model_overrides)
+    model_cfg = _build("model", lambda m: ganmodels.registry.make_config(
+        model_name, _with_shape_defaults(model_name, m, data_cfg)), model_overrides)
     train_values = _typed_fields(TrainConfig, {**recipe.get("train", {}), **_section(merged, "train"), "seed": seed},
                                  "train")
     train_cfg = _build("train", TrainConfig.from_dict, train_values)
-    from pipelines.validation import ValidationConfig
-
-    validation = _typed_fields(ValidationConfig, _section(merged, "validation"), "validation")
-    _build("validation", ValidationConfig.from_dict, validation)
+    eval_cfg = _build_typed("eval", EvalConfig, merged)
+    conditional = int(getattr(model_cfg, "c_dim", 0) or 0) > 0
+    produced = produced_metrics(kind, conditional=conditional, available=_references(data_cfg, eval_cfg))
+    what = f"{kind.value} data, model {model_name!r}"
+    gates: dict[str, GateSpec] = {}
+    if evaluation:
+        gates = _gates(_section(merged, "gates"), produced, what)
+        eval_cfg = dataclasses.replace(eval_cfg, primary_metric=_primary(eval_cfg.primary_metric, produced, what))
     return RunConfig(
         model=model_name, dataset=dataset_spec, preset=preset_name, seed=seed, recipe=recipe_name,
-        data=data_cfg, model_overrides=model_overrides, train=train_cfg,
-        eval=_build_typed("eval", EvalConfig, merged),
-        gates=_build_typed("gates", GateConfig, merged),
-        validation=validation,
+        data=data_cfg, data_kind=kind, model_overrides=model_overrides, train=train_cfg, eval=eval_cfg, gates=gates,
+        validation=_build("validation", ValidationConfig.from_dict,
+                          _typed_fields(ValidationConfig, _section(merged, "validation"), "validation")),
         monitor=_build_typed("monitor", MonitorConfig, merged),
         export=_build_typed("export", ExportConfig, merged),
         tracking=_build_typed("tracking", TrackingConfig, merged),
@@ -238,44 +332,166 @@ def run_config_from_dict(values: dict) -> RunConfig:
     v = copy.deepcopy(values)
     return RunConfig(
         model=v["model"], dataset=v["dataset"], preset=v["preset"], seed=v["seed"], recipe=v["recipe"],
-        data=DataConfig(**v["data"]), model_overrides=v["model_overrides"], train=TrainConfig.from_dict(v["train"]),
-        eval=EvalConfig(**v["eval"]), gates=GateConfig(**v["gates"]), validation=v["validation"],
+        data=DataConfig(**v["data"]), data_kind=DataKind.parse(v["data_kind"]), model_overrides=v["model_overrides"],
+        train=TrainConfig.from_dict(v["train"]), eval=EvalConfig(**v["eval"]),
+        gates={metric: GateSpec(**bounds) for metric, bounds in v["gates"].items()},
+        validation=ValidationConfig.from_dict(v["validation"]),
         monitor=MonitorConfig(**v["monitor"]), export=ExportConfig(**v["export"]),
         tracking=TrackingConfig(**v["tracking"]),
     )
 
 
-def model_config_for(cfg: RunConfig, sample_shape: tuple[int, ...]) -> Any:
-    """The model config with resolution/channels taken from the prepared data unless set explicitly."""
+def model_config_for(cfg: RunConfig, sample_shape: tuple[int, ...], num_classes: int = 0) -> Any:
+    """The model config with resolution/channels (and, for conditional models, the number of classes)
+    taken from the prepared data unless set explicitly."""
     values = dict(cfg.model_overrides)
-    fields = {f.name for f in dataclasses.fields(ganmodels.get_spec(cfg.model).config_cls)}
+    fields_ = {f.name for f in dataclasses.fields(ganmodels.get_spec(cfg.model).config_cls)}
     if len(sample_shape) == 3:
-        if "channels" in fields:
+        if "channels" in fields_:
             values.setdefault("channels", sample_shape[0])
-        if "resolution" in fields:
+        if "resolution" in fields_:
             values.setdefault("resolution", sample_shape[-1])
+    if cfg.conditional and num_classes:
+        values.setdefault("c_dim", num_classes)
     return ganmodels.registry.make_config(cfg.model, values)
 
 
 def _with_shape_defaults(model_name: str, values: dict, data_cfg: DataConfig) -> dict:
     """For checking the model config early: take the resolution (and channels, when fixed) from the data."""
-    fields = {f.name for f in dataclasses.fields(ganmodels.get_spec(model_name).config_cls)}
+    fields_ = {f.name for f in dataclasses.fields(ganmodels.get_spec(model_name).config_cls)}
     out = dict(values)
-    if "resolution" in fields:
+    if "resolution" in fields_:
         out.setdefault("resolution", data_cfg.resolution)
-    if "channels" in fields and data_cfg.channels is not None:
+    if "channels" in fields_ and data_cfg.channels is not None:
         out.setdefault("channels", data_cfg.channels)
     return out
 
 
-def _data_kind(dataset_spec: str) -> str:
-    if dataset_spec in POINT_DATASETS:
-        return "points"
+def _config_default(model: str, name: str, fallback: Any) -> Any:
+    for f in dataclasses.fields(ganmodels.get_spec(model).config_cls):
+        if f.name == name:
+            return f.default
+    return fallback
+
+
+def _declared_kind(dataset_spec: str) -> DataKind:
+    """The kind the data set declares, judged from the spec alone (a name, a folder or a .npy path)."""
+    from ganmodels.data import list_datasets
+
+    if dataset_spec in list_datasets():
+        source = DataConfig(name=dataset_spec)
+    elif dataset_spec.lower().endswith(".npy"):
+        source = DataConfig(name="npy", root=dataset_spec)
+    elif Path(dataset_spec).is_dir():
+        source = DataConfig(name="folder", root=dataset_spec)
+    else:
+        raise ConfigError(f"--dataset / run.dataset: {dataset_spec!r} is neither a registered name nor an accepted "
+                          f"path. Registered names: {', '.join(list_datasets())}. Paths: {PATH_FORMS}.")
     try:
-        get_dataset(dataset_spec)
+        return dataset_kind(source)
+    except DataError as e:
+        raise ConfigError(f"--dataset / run.dataset: {e}") from None
+
+
+def _model_spec(model_name: str, kind: DataKind, dataset_spec: str):
+    fitting = ganmodels.registry.models_for(kind)
+    try:
+        spec = ganmodels.get_spec(model_name)
+    except KeyError as e:
+        raise ConfigError(f"--model / run.model: {e.args[0]}") from None
+    if not kind.satisfies(spec.accepts):
+        from ganmodels.data.kinds import describe
+
+        choices = ", ".join(f"--model {m}" for m in fitting) or "(no registered model)"
+        raise ConfigError(f"model {model_name!r} trains on {describe(spec.accepts)} data but data set "
+                          f"{dataset_spec!r} holds {kind.value}; for {kind.value} use {choices}")
+    return spec
+
+
+def _overlay_table(params: dict, name: str) -> dict:
+    table = params.get(name) or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"section {name!r} must be a mapping of names to sections, got {type(table).__name__}")
+    return table
+
+
+def _overlay(values: Any, where: str) -> dict:
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping of sections, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {unknown}; known: {list(SECTIONS)}")
+    return values
+
+
+def _references(data_cfg: DataConfig, eval_cfg: EvalConfig) -> set[str]:
+    """What this run's evaluation can measure against: FID weights on this machine, a known 2D mixture."""
+    from ganmodels.metrics import InceptionWeightsNotFound, find_inception_weights
+
+    found = set()
+    try:
+        find_inception_weights(eval_cfg.inception_weights)
+        found.add("inception")
+    except InceptionWeightsNotFound as e:
+        if eval_cfg.inception_weights is not None:  # asked for explicitly: a wrong path is an error
+            raise ConfigError(f"eval.inception_weights: {e}") from None
+    try:
+        mixture_spec(data_cfg.name)
+        found.add("modes")
     except DataError:
-        pass  # a path; resolve_data_config will judge it
-    return "image"
+        pass
+    return found
+
+
+# Gate fields of ganpipe 0.1 params files, and what replaced them.
+_OLD_GATES = {"max_primary": "domain_fd: {max: X} (or fid / reverse_kl)", "min_class_coverage": "class_coverage: "
+              "{min: X}", "max_class_kl": "class_kl: {max: X}", "min_precision": "precision: {min: X}",
+              "min_recall": "recall: {min: X}", "min_modes_fraction": "modes_fraction: {min: X}",
+              "min_high_quality": "high_quality_fraction: {min: X}", "max_reverse_kl": "reverse_kl: {max: X}"}
+
+
+def _gates(section: dict, produced: list[str], what: str) -> dict[str, GateSpec]:
+    """``{metric: {min: x} | {max: x} | null}`` -> the gates in force, each checked against the registry."""
+    gates: dict[str, GateSpec] = {}
+    for metric, bounds in section.items():
+        if bounds is None:  # null switches a gate off (presets, --set gates.recall=null)
+            continue
+        name = f"gates.{metric}"
+        if metric in _OLD_GATES:
+            raise ConfigError(f"{name}: gates are now written per metric; write {_OLD_GATES[metric]}")
+        try:
+            spec = get_metric(metric)
+        except KeyError as e:
+            raise ConfigError(f"{name}: {e.args[0]}") from None
+        if spec.direction == "none":
+            raise ConfigError(f"{name}: {metric!r} ({spec.description}) is not a quality score and cannot be gated")
+        if metric not in produced:
+            raise ConfigError(f"{name}: this run ({what}) does not produce {metric!r}, so the gate could never be "
+                              f"judged; it produces {', '.join(produced) or 'nothing'}. Remove the gate or set it "
+                              "to null")
+        if not isinstance(bounds, dict) or not bounds or set(bounds) - {"min", "max"}:
+            raise ConfigError(f"{name}={bounds!r} must be {{min: X}}, {{max: X}}, {{min: X, max: Y}} or null")
+        values = _typed_fields(GateSpec, bounds, name)
+        gates[metric] = _build(name, lambda d: GateSpec(**d), values)
+    return gates
+
+
+def _primary(requested: str, produced: list[str], what: str) -> str:
+    if requested == "auto":
+        chosen = primary_metric(produced)
+        if chosen is None:
+            raise ConfigError(f"eval.primary_metric=auto: this run ({what}) produces no metric that can rank "
+                              "models (fid, domain_fd or reverse_kl); set eval.primary_metric to one of "
+                              f"{', '.join(produced) or '(none)'}")
+        return chosen
+    if requested not in produced:
+        raise ConfigError(f"eval.primary_metric={requested!r}: this run ({what}) does not produce it; it produces "
+                          f"{', '.join(produced) or 'nothing'}")
+    if get_metric(requested).direction == "none":
+        raise ConfigError(f"eval.primary_metric={requested!r} has no better direction; choose a quality score")
+    return requested
 
 
 def _typed(kind: type, value: Any, name: str) -> Any:

@@ -17,15 +17,10 @@ from prefect import flow, task
 
 from pipelines import stages
 from pipelines.config import RunConfig, load_run_config, run_config_from_dict
+from pipelines.errors import GateRejected
 from pipelines.settings import setup_environment
 
-
-class GateRejected(Exception):
-    """The trained model failed a quality gate; nothing was registered (exit code 4)."""
-
-    def __init__(self, summary: dict):
-        super().__init__("; ".join(f"{k}: {v}" for k, v in summary.get("failed_gates", {}).items()))
-        self.summary = summary
+__all__ = ["GateRejected", "RunContext", "load_summary", "training_pipeline"]
 
 
 @dataclass(frozen=True)
@@ -112,14 +107,16 @@ def export_task(cfg: dict, ctx: RunContext, checkpoint: str) -> dict:
 
 @task(name="register", retries=2, retry_delay_seconds=3)
 def register_task(cfg: dict, ctx: RunContext, checkpoint: str, evaluation: dict) -> dict:
+    from ganmodels.metrics import get_metric
     from pipelines.registry import promote
     from pipelines.tracking import log_generator
 
     config = run_config_from_dict(cfg)
     run = _logger(ctx, config)
     model_uri = log_generator(run, checkpoint)
-    decision = promote(run.client, config.registered_name, run.run_id, model_uri, evaluation["metrics"],
-                       evaluation["primary_metric"], lower_is_better=True)
+    primary = evaluation["primary_metric"]
+    decision = promote(run.client, config.registered_name, run.run_id, model_uri, evaluation["metrics"], primary,
+                       lower_is_better=get_metric(primary).lower_is_better)
     return {"model_uri": model_uri, "model_name": decision.model_name, "version": decision.version,
             "aliases": decision.aliases, "reason": decision.reason,
             "previous_champion_version": decision.previous_champion_version}
@@ -166,9 +163,7 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
         evaluation = evaluate_task(config, ctx, prepared["path"], trained["checkpoint"])
         summary["evaluation"] = {k: evaluation[k] for k in ("metrics", "primary_metric", "primary_value", "gates",
                                                              "samples")}
-        summary["failed_gates"] = evaluation["failed_gates"]
-        if trained["stopped_early"]:  # the collapse monitor ended training: never promote such a model
-            summary["failed_gates"]["early_stop"] = trained["stop_reason"]
+        summary["failed_gates"] = evaluation["failed_gates"]  # with early_stop when the monitor ended training
         if summary["failed_gates"]:
             reject_task(config, ctx, summary["failed_gates"])
             summary["status"] = "rejected"

@@ -1,11 +1,16 @@
-"""Quality gates: each threshold in ``params.yaml`` becomes one named decision with its reason."""
+"""Quality gates: each ``gates: {metric: {min: x} | {max: x}}`` entry becomes one named decision with its reason.
+
+The config has already checked every gated metric against the metric registry (it exists, can be
+gated, and this run produces it). A metric still missing or not finite at judgement time fails
+its gate: an evaluation that could not measure something must not let a model through.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
-from pipelines.config import GateConfig
+from pipelines.config import GateSpec
 
 
 @dataclass(frozen=True)
@@ -35,33 +40,28 @@ class GateReport:
         return {"passed": self.passed, "gates": [asdict(r) for r in self.results]}
 
 
-def _gate(name: str, metric: str, metrics: dict[str, float], threshold: float, comparison: str) -> GateResult:
-    value = metrics.get(metric)
+def _judge(name: str, metric: str, value: float | None, threshold: float, comparison: str) -> GateResult:
     if value is None or not math.isfinite(value):
         return GateResult(name, metric, value, threshold, comparison, False,
-                          f"{metric} is {'missing' if value is None else value}: cannot judge {comparison} {threshold}")
+                          f"{metric} is {'missing' if value is None else value}: cannot judge {comparison} {threshold:g}")
     ok = value <= threshold if comparison == "<=" else value >= threshold
     verdict = "passes" if ok else "FAILS"
     return GateResult(name, metric, float(value), threshold, comparison, ok,
                       f"{metric}={value:.4g} {verdict} {comparison} {threshold:g}")
 
 
-def evaluate_gates(metrics: dict[str, float], gates: GateConfig, *, kind: str, primary_metric: str,
-                   num_modes: int = 0, labelled: bool = True) -> GateReport:
-    """Judge ``metrics`` against ``gates``. Gates whose metric does not apply to ``kind`` are skipped;
-    a gate that applies but whose metric is missing fails (an evaluation that could not measure
-    something must not let a model through)."""
-    checks: list[tuple[str, str, float | None, str]] = [("primary", primary_metric, gates.max_primary, "<=")]
-    if kind == "image":
-        checks += [("precision", "precision", gates.min_precision, ">="), ("recall", "recall", gates.min_recall, ">=")]
-        if labelled:
-            checks += [("class_coverage", "class_coverage", gates.min_class_coverage, ">="),
-                       ("class_kl", "class_kl", gates.max_class_kl, "<=")]
-    else:
-        modes = None if gates.min_modes_fraction is None else gates.min_modes_fraction * num_modes
-        checks += [("modes_captured", "modes_captured", modes, ">="),
-                   ("high_quality", "high_quality_fraction", gates.min_high_quality, ">="),
-                   ("reverse_kl", "reverse_kl", gates.max_reverse_kl, "<=")]
-    results = [_gate(name, metric, metrics, threshold, cmp) for name, metric, threshold, cmp in checks
-               if threshold is not None]
+def evaluate_gates(metrics: dict[str, float], gates: dict[str, GateSpec]) -> GateReport:
+    """One ``GateResult`` per bound. A gate with one bound is named after its metric; with both,
+    ``<metric>.min`` and ``<metric>.max``."""
+    results = []
+    for metric, spec in gates.items():
+        bounds = [(b, value) for b, value in (("min", spec.min), ("max", spec.max)) if value is not None]
+        for bound, threshold in bounds:
+            name = metric if len(bounds) == 1 else f"{metric}.{bound}"
+            results.append(_judge(name, metric, metrics.get(metric), float(threshold), ">=" if bound == "min" else "<="))
     return GateReport(results)
+
+
+def failed_early_stop(stop_reason: str) -> dict[str, str]:
+    """The verdict on a run the collapse monitor stopped: it never passes, whatever its final metrics."""
+    return {"early_stop": stop_reason} if stop_reason else {}

@@ -1,4 +1,4 @@
-"""Resolve a model reference (registry URI or checkpoint path) to a generator; load image sets for FID."""
+"""Resolve a model reference (registry URI or checkpoint path) to a trained model; sample it; load image sets for FID."""
 
 from __future__ import annotations
 
@@ -10,23 +10,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ganmodels.train import load_generator
+from ganmodels.families import GANFamily
+from ganmodels.train import load_model
+from pipelines.errors import UsageError
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
 
 
-def load_generator_from_uri(model_uri: str, *, project_dir: str | os.PathLike | None = None) -> torch.nn.Module:
-    """``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or a checkpoint path -> generator in eval mode."""
+def load_model_from_uri(model_uri: str, *, project_dir: str | os.PathLike | None = None) -> GANFamily:
+    """``models:/NAME@ALIAS``, ``models:/NAME/VERSION`` or a checkpoint path -> the trained model (EMA
+    weights) in eval mode."""
     if not model_uri.startswith("models:/"):
         path = Path(model_uri)
         if not path.is_file():
             raise FileNotFoundError(f"{model_uri}: no such checkpoint; pass a checkpoint path (runs/<run>/train/"
                                     "checkpoints/last.pt) or models:/NAME@ALIAS or models:/NAME/VERSION")
-        return load_generator(path)
+        return load_model(path)
     match = _MODELS_URI.match(model_uri)
     if not match:
-        from pipelines.cli import UsageError
-
         raise UsageError(f"{model_uri!r} is not models:/NAME@ALIAS or models:/NAME/VERSION")
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
@@ -51,15 +52,25 @@ def load_generator_from_uri(model_uri: str, *, project_dir: str | os.PathLike | 
         if not found:
             raise FileNotFoundError(f"{model_uri} (version {mv.version}) holds no {CHECKPOINT_FILE}; it was not "
                                     "logged by ganpipe")
-        return load_generator(found[0])
+        return load_model(found[0])
 
 
 @torch.no_grad()
-def sample_array(G: torch.nn.Module, n: int, *, seed: int = 0) -> np.ndarray:
-    from ganmodels.metrics.evaluate import sample_generator
-
-    samples, _ = sample_generator(G, n, seed=seed)
-    return samples.float().clamp(-1, 1).numpy() if samples.dim() == 4 else samples.float().numpy()
+def sample_array(model: GANFamily, n: int, *, seed: int = 0,
+                 classes: list[int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """``n`` samples as float32 numpy (images clamped to [-1, 1]) and, for conditional models, their
+    int64 labels: the classes in turn, or cycling through ``classes``."""
+    if not hasattr(model, "sample"):
+        raise UsageError(f"model {model.name!r} ({model.family} family) is not sampled from noise")
+    if classes and not getattr(model, "conditional", False):
+        raise UsageError(f"--class: model {model.name!r} is unconditional; it takes no class")
+    if classes:
+        bad = [k for k in classes if not 0 <= k < model.generator.c_dim]
+        if bad:
+            raise UsageError(f"--class {bad[0]}: model {model.name!r} has classes 0..{model.generator.c_dim - 1}")
+    samples, labels = model.sample(n, seed=seed, labels=classes or None)
+    samples = samples.float().clamp(-1, 1) if samples.dim() == 4 else samples.float()
+    return samples.numpy(), (labels.numpy().astype(np.int64) if labels is not None else None)
 
 
 def load_images(spec: str) -> torch.Tensor:

@@ -16,15 +16,18 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterable
 
+from dataclasses import dataclass
+
 import torch
 
 import ganmodels
-from ganmodels.data import DataError, PreparedDataset, mixture_spec, prepare, read_source
+from ganmodels.data import DataError, DataKind, PreparedDataset, mixture_spec, prepare, read_source
 from ganmodels.io import atomic_write
-from ganmodels.train import Callback, Trainer, load_generator, seed_everything
-from pipelines.artifacts import save_loss_curves, save_samples
+from ganmodels.train import Callback, Trainer, load_checkpoint, load_model, seed_everything
+from pipelines.artifacts import PREVIEW_SAMPLES, save_loss_curves, save_samples
 from pipelines.config import RunConfig, load_run_config, model_config_for
-from pipelines.gates import evaluate_gates
+from pipelines.errors import EvaluationError
+from pipelines.gates import evaluate_gates, failed_early_stop
 
 CACHE_DIR = Path(os.environ.get("GANPIPE_CACHE", ".cache"))
 
@@ -42,9 +45,9 @@ def write_json(data: dict, path: str | os.PathLike) -> Path:
 
 def validate_stage(cfg: RunConfig, out_dir: str | os.PathLike) -> dict:
     """Great Expectations checks on the raw source; raises ``DataValidationError`` on failure."""
-    from pipelines.validation import ValidationConfig, validate_or_raise
+    from pipelines.validation import validate_or_raise
 
-    report = validate_or_raise(read_source(cfg.data), out_dir, ValidationConfig.from_dict(cfg.validation))
+    report = validate_or_raise(read_source(cfg.data), out_dir, cfg.validation)
     return {"success": report.success, "n_samples": report.n_samples, "docs": str(report.docs_path),
             "summary": str(report.summary_path)}
 
@@ -52,9 +55,12 @@ def validate_stage(cfg: RunConfig, out_dir: str | os.PathLike) -> dict:
 def prepare_stage(cfg: RunConfig, out_path: str | os.PathLike) -> dict:
     """Read, resize, scale and split the data set; save it and return its content hash (the data version)."""
     data = prepare(read_source(cfg.data), cfg.data)
+    if data.data_kind is not cfg.data_kind:  # the reader disagrees with what the data set declared
+        raise DataError(f"data set {cfg.dataset!r} was declared {cfg.data_kind.value} but its reader produced "
+                        f"{data.data_kind.value}; fix the data set's registration (or its files)")
     data_hash = data.save(out_path)
     return {"path": str(out_path), "data_hash": data_hash, "n_train": len(data.x_train), "n_test": len(data.x_test),
-            "sample_shape": list(data.sample_shape), "num_classes": data.num_classes, "kind": data.kind}
+            "sample_shape": list(data.sample_shape), "num_classes": data.num_classes, "kind": data.data_kind.value}
 
 
 # -- train ------------------------------------------------------------------------------------
@@ -83,40 +89,39 @@ class LossCSV(Callback):
 class SampleGrids(Callback):
     """Every ``every`` steps, a grid of samples from fixed latents, so grids are comparable across steps."""
 
-    def __init__(self, out_dir: Path, every: int, n: int = 64, on_image: Callable[[Path, int], None] | None = None,
-                 real: torch.Tensor | None = None):
-        self.out_dir, self.every, self.n, self.on_image, self.real = out_dir, every, n, on_image, real
+    def __init__(self, out_dir: Path, every: int, data: PreparedDataset,
+                 on_image: Callable[[Path, int], None] | None = None):
+        self.out_dir, self.every, self.data, self.on_image = out_dir, every, data, on_image
         self.paths: list[Path] = []
 
     def on_step_end(self, trainer, step, logs):
         if step % self.every == 0:
-            self._save(trainer, step)
+            path = save_preview(trainer.model, self.data, self.out_dir / f"step_{step:06d}.png", G=trainer.generator)
+            self.paths.append(path)
+            if self.on_image:
+                self.on_image(path, step)
 
-    def _save(self, trainer, step: int) -> None:
-        from ganmodels.metrics.evaluate import sample_generator
 
-        samples, _ = sample_generator(trainer.generator, self.n, seed=0)
-        path = save_samples(samples, self.out_dir / f"step_{step:06d}.png", real=self.real)
-        self.paths.append(path)
-        if self.on_image:
-            self.on_image(path, step)
+def save_preview(model, data: PreparedDataset, path: Path, *, seed: int = 0, G=None) -> Path:
+    """The model's samples as a picture: an image grid (one row per class for conditional models) or a
+    scatter over the real points."""
+    samples = model.preview_samples(PREVIEW_SAMPLES[data.kind], seed=seed, G=G)
+    return save_samples(samples.fake, path, real=data.x_test[:1000], labels=samples.labels)
 
 
 def train_stage(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                 callbacks: Iterable[Callback] = (), on_image: Callable[[Path, int], None] | None = None,
-                on_metrics: Callable[[int, dict], None] | None = None, resume: bool = False) -> dict:
+                on_metrics: Callable[[int, dict], None] | None = None, resume: bool | str = False) -> dict:
     """Train the configured model on the prepared data; raises ``TrainingDiverged`` when it cannot recover."""
     out_dir = Path(out_dir)
     data = PreparedDataset.load(data_path)
     seed_everything(cfg.seed)
-    gan = ganmodels.build(cfg.model, model_config_for(cfg, data.sample_shape))
+    model = ganmodels.build(cfg.model, model_config_for(cfg, data.sample_shape, data.num_classes))
     every = cfg.tracking.sample_every or max(1, cfg.train.steps // 4)
-    real_points = data.x_test[:1000] if data.kind == "points" else None
     losses = LossCSV(out_dir / "losses.csv")
-    grids = SampleGrids(out_dir / "samples", every, n=64 if data.kind == "image" else 1000, on_image=on_image,
-                        real=real_points)
+    grids = SampleGrids(out_dir / "samples", every, data, on_image=on_image)
     extra = list(callbacks) + _monitor_callbacks(cfg, data, on_metrics)
-    trainer = Trainer(gan, data, cfg.train, workdir=out_dir, callbacks=[losses, grids, *extra],
+    trainer = Trainer(model, data, cfg.train, workdir=out_dir, callbacks=[losses, grids, *extra],
                       data_info={"name": data.name, "hash": data.data_hash, "path": str(data_path)})
     result = trainer.fit(resume=resume)
     curves = save_loss_curves(losses.path, out_dir / "loss_curves.png") if losses.rows else None
@@ -124,27 +129,41 @@ def train_stage(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.
             "rollbacks": result.rollbacks, "stopped_early": result.stopped_early, "stop_reason": result.stop_reason,
             "final_losses": result.logs, "losses_csv": str(losses.path),
             "loss_curves": str(curves) if curves else None, "sample_grids": [str(p) for p in grids.paths],
-            "device": str(trainer.device), "parameters_G": sum(p.numel() for p in gan.G.parameters())}
+            "device": str(trainer.device), "parameters_G": sum(p.numel() for p in trainer.generator.parameters())}
+
+
+@dataclass
+class References:
+    """What the data offers to measure a model against: a domain classifier (labelled images) and the
+    modes of a known 2D mixture."""
+
+    classifier: torch.nn.Module | None = None
+    classifier_accuracy: float | None = None
+    modes: tuple | None = None
+
+
+def references(cfg: RunConfig, data: PreparedDataset) -> References:
+    refs = References()
+    try:
+        refs.modes = mixture_spec(data.name)
+    except DataError:  # not a known mixture (user point sets, images)
+        pass
+    if data.data_kind is DataKind.LABELLED_IMAGES:
+        refs.classifier, refs.classifier_accuracy = domain_classifier(cfg, data)
+    return refs
 
 
 def _monitor_callbacks(cfg: RunConfig, data: PreparedDataset,
                        log_fn: Callable[[int, dict], None] | None) -> list[Callback]:
-    """A ``ModeMonitor`` when the data has modes to watch: 2D mixtures, or labelled images (domain classifier)."""
+    """A ``ModeMonitor`` when the data has modes to watch: a known 2D mixture, or labelled images."""
     if cfg.monitor.every <= 0:
         return []
     from ganmodels.train.monitor import ModeMonitor
 
-    modes = classifier = None
-    if data.kind == "points":
-        try:
-            modes = mixture_spec(data.name)
-        except DataError:  # user point sets have no known modes
-            return []
-    elif data.num_classes:
-        classifier, _ = domain_classifier(cfg, data)  # cached: the evaluate stage reuses it
-    else:
+    refs = references(cfg, data)  # the classifier is cached: the evaluate stage reuses it
+    if refs.modes is None and refs.classifier is None:
         return []
-    return [ModeMonitor.for_data(data, cfg.monitor, modes=modes, classifier=classifier, log_fn=log_fn)]
+    return [ModeMonitor.for_data(data, cfg.monitor, modes=refs.modes, classifier=refs.classifier, log_fn=log_fn)]
 
 
 # -- evaluate ---------------------------------------------------------------------------------
@@ -165,50 +184,35 @@ def domain_classifier(cfg: RunConfig, data: PreparedDataset):
     return model, accuracy
 
 
-class EvaluationError(RuntimeError):
-    """The evaluation itself cannot be trusted (e.g. a weak domain classifier)."""
-
-
-def primary_metric_for(cfg: RunConfig, metrics: dict[str, float]) -> str:
-    if cfg.eval.primary_metric != "auto":
-        return cfg.eval.primary_metric
-    if cfg.data_kind == "points":
-        return "reverse_kl"
-    return "fid" if "fid" in metrics else "domain_fd"
-
-
 def evaluate_stage(cfg: RunConfig, data_path: str | os.PathLike, checkpoint: str | os.PathLike,
                    out_dir: str | os.PathLike) -> dict:
-    """Score the trained generator and judge it against the gates; writes metrics.json and gates.json."""
-    from ganmodels.metrics import evaluate_generator
-    from ganmodels.metrics.evaluate import sample_generator
+    """Score the trained model and judge it against the gates; writes metrics.json and gates.json.
+
+    A run the collapse monitor stopped early fails here too (gate ``early_stop``, read from the
+    checkpoint), so the Prefect flow and ``dvc repro`` reject the same runs.
+    """
+    from ganmodels.metrics import evaluate_model
 
     out_dir = Path(out_dir)
     data = PreparedDataset.load(data_path)
-    G = load_generator(checkpoint)
-    classifier, accuracy, modes = None, None, None
-    if data.kind == "points":
-        modes = mixture_spec(data.name)
-    elif data.num_classes:
-        classifier, accuracy = domain_classifier(cfg, data)
-        if accuracy < cfg.eval.min_classifier_accuracy:
-            raise EvaluationError(
-                f"domain classifier reaches only {accuracy:.3f} held-out accuracy on {data.name} (needs "
-                f">= {cfg.eval.min_classifier_accuracy}); raise eval.classifier_epochs or use FID with Inception weights")
-    metrics = evaluate_generator(G, data, n_samples=cfg.eval.n_samples, classifier=classifier,
-                                 inception_weights=cfg.eval.inception_weights, seed=cfg.eval.seed, modes=modes)
-    if accuracy is not None:
-        metrics["classifier_accuracy"] = accuracy
-    primary = primary_metric_for(cfg, metrics)
-    num_modes = len(modes[0]) if modes is not None else 0
-    gates = evaluate_gates(metrics, cfg.gates, kind=data.kind, primary_metric=primary, num_modes=num_modes,
-                           labelled=data.num_classes > 0)
-    samples, _ = sample_generator(G, 64 if data.kind == "image" else 2500, seed=cfg.eval.seed)
-    grid = save_samples(samples, out_dir / "samples.png", real=data.x_test if data.kind == "points" else None)
+    model = load_model(checkpoint)
+    refs = references(cfg, data)
+    if refs.classifier_accuracy is not None and refs.classifier_accuracy < cfg.eval.min_classifier_accuracy:
+        raise EvaluationError(
+            f"domain classifier reaches only {refs.classifier_accuracy:.3f} held-out accuracy on {data.name} (needs "
+            f">= {cfg.eval.min_classifier_accuracy}); raise eval.classifier_epochs or use FID with Inception weights")
+    metrics = evaluate_model(model, data, n_samples=cfg.eval.n_samples, classifier=refs.classifier,
+                             classifier_accuracy=refs.classifier_accuracy, inception_weights=cfg.eval.inception_weights,
+                             seed=cfg.eval.seed, modes=refs.modes, cas_epochs=cfg.eval.cas_epochs)
+    gates = evaluate_gates(metrics, cfg.gates)
+    failed = {**gates.failed, **failed_early_stop(str(load_checkpoint(checkpoint).get("stop_reason", "")))}
+    grid = save_preview(model, data, out_dir / "samples.png", seed=cfg.eval.seed)
+    primary = cfg.primary_metric
     write_json({k: float(v) for k, v in metrics.items()}, out_dir / "metrics.json")
-    write_json({"primary_metric": primary, **gates.to_dict()}, out_dir / "gates.json")
+    write_json({"primary_metric": primary, **gates.to_dict(), "passed": not failed, "failed": failed},
+               out_dir / "gates.json")
     return {"metrics": metrics, "primary_metric": primary, "primary_value": metrics.get(primary),
-            "gates": gates.to_dict(), "passed": gates.passed, "failed_gates": gates.failed,
+            "gates": gates.to_dict(), "passed": not failed, "failed_gates": failed,
             "samples": str(grid), "data_hash": data.data_hash}
 
 
@@ -220,9 +224,9 @@ def export_stage(cfg: RunConfig, checkpoint: str | os.PathLike, out_dir: str | o
     from ganmodels.export import check_onnx, export_onnx
 
     out_dir = Path(out_dir)
-    G = load_generator(checkpoint)
-    path = export_onnx(G, out_dir / "generator.onnx", opset=cfg.export.opset)
-    check = check_onnx(path, G, atol=cfg.export.atol)
+    model = load_model(checkpoint)
+    path = export_onnx(model, out_dir / "generator.onnx", opset=cfg.export.opset)
+    check = check_onnx(path, model, atol=cfg.export.atol)
     write_json(check, out_dir / "onnx_check.json")
     return {"onnx": str(path), **check}
 
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="data/prepared/dataset.pt")
     parser.add_argument("--artifacts", default="artifacts")
     args = parser.parse_args(argv)
-    from pipelines.cli import run_guarded
+    from pipelines.errors import run_guarded
     from pipelines.settings import setup_environment
 
     setup_environment()

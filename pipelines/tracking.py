@@ -10,10 +10,12 @@ import math
 import os
 import subprocess
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.pyfunc
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
@@ -150,27 +152,39 @@ class MlflowLossLogger(Callback):
 
 
 def log_generator(run: RunLogger, checkpoint: str | os.PathLike) -> str:
-    """Log the generator as an MLflow PyTorch model with signature and input example; returns its URI.
+    """Log the trained generator as an MLflow pyfunc model with its named-tensor signature and an input
+    example; returns its URI.
 
-    The ganpipe checkpoint travels inside the model directory, so ``ganpipe sample models:/…`` rebuilds
-    the generator from plain state dicts (no pickled module needed).
+    Models-from-code (``pipelines/mlflow_model.py``): no pickled object. The ganpipe checkpoint is the
+    model's artifact and ``ganmodels`` its code, so ``mlflow.pyfunc.load_model`` and ``ganpipe sample
+    models:/…`` both rebuild it from plain state dicts. The signature comes from the model family
+    (``z`` float32 (N, z_dim), plus ``c`` int64 (N,) for conditional models).
     """
-    import mlflow.pytorch
     import numpy as np
     import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema
+    from mlflow.types import TensorSpec as MlflowTensorSpec
 
-    from ganmodels.train import load_generator
+    import ganmodels
+    from ganmodels.train import load_model
 
-    G = load_generator(checkpoint)
-    if G.c_dim:
-        raise NotImplementedError("conditional generators need a two-input MLflow signature")  # no such model yet
-    example = np.random.default_rng(0).standard_normal((2, G.z_dim)).astype(np.float32)
+    signature = load_model(checkpoint).signature()
+    spec = lambda s: MlflowTensorSpec(np.dtype(s.dtype), (-1, *s.shape), s.name)  # noqa: E731
+    mlflow_signature = ModelSignature(inputs=Schema([spec(s) for s in signature.inputs]),
+                                      outputs=Schema([spec(s) for s in signature.outputs]))
+    example = {s.name: s.draw(2, torch.Generator().manual_seed(0)).numpy() for s in signature.inputs}
     with tempfile.TemporaryDirectory() as tmp:
         ckpt_copy = Path(tmp) / CHECKPOINT_FILE
         ckpt_copy.write_bytes(Path(checkpoint).read_bytes())
-        with mlflow.start_run(run_id=run.run_id):
-            info = mlflow.pytorch.log_model(
-                G, name=GENERATOR_ARTIFACT, input_example=example, extra_files=[str(ckpt_copy)],
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "numpy"],
+        with mlflow.start_run(run_id=run.run_id), warnings.catch_warnings():
+            # predict takes a dict of named arrays, validated against the tensor signature above; MLflow's
+            # suggestion to add type hints is for its type-hint-based schemas, which we do not use.
+            warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+            info = mlflow.pyfunc.log_model(
+                name=GENERATOR_ARTIFACT, python_model=str(Path(__file__).with_name("mlflow_model.py")),
+                artifacts={"checkpoint": str(ckpt_copy)}, code_paths=[str(Path(ganmodels.__file__).parent)],
+                signature=mlflow_signature, input_example=example,
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}", "mlflow"],
             )
     return info.model_uri

@@ -1,6 +1,6 @@
 """The ``ganpipe`` command line as a subprocess in tmp directories: help, exit codes and messages of
-the commands that need no trained model (``validate``, ``fid``, and ``sample``/``export`` with bad
-references). Training runs are in test_pipeline_e2e.py."""
+``validate``, ``fid``, and ``sample``/``export`` on bad references and on checkpoints trained for a
+few steps here. Pipeline runs are in test_pipeline_e2e.py."""
 
 from __future__ import annotations
 
@@ -111,3 +111,58 @@ def test_export_with_a_missing_checkpoint_exits_2(tmp_path):
     result = ganpipe(tmp_path, "export", "missing.pt", "--out", "g.onnx")
     assert result.returncode == 2 and "missing.pt" in last_line(result)
     assert not (tmp_path / "g.onnx").exists()
+
+
+def tiny_checkpoint(tmp_path: Path, model: str, poison: bool = False) -> Path:
+    """A checkpoint of ``model`` trained 2 steps on 16 px digits; ``poison`` fills its generator with NaN."""
+    import torch
+
+    import ganmodels
+    from ganmodels.data import DataConfig, load_dataset
+    from ganmodels.train import TrainConfig, Trainer
+    from tests.model_configs import SMALL
+
+    data = load_dataset(DataConfig(name="digits", resolution=16, max_samples=200))
+    trainer = Trainer(ganmodels.build(model, SMALL[model]), data, TrainConfig(steps=2, batch_size=8),
+                      workdir=tmp_path / model)
+    path = trainer.fit().checkpoint
+    if poison:
+        state = torch.load(path, weights_only=True)
+        for weights in (state["networks"]["G"], state["ema"]["G"]):
+            for tensor in weights.values():
+                if tensor.is_floating_point():
+                    tensor.fill_(float("nan"))
+        torch.save(state, path)
+    return path
+
+
+def test_export_of_a_model_with_nan_outputs_exits_6_and_leaves_no_file(tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path, "dcgan", poison=True)
+    result = ganpipe(tmp_path, "export", str(checkpoint), "--out", "g.onnx")
+    assert result.returncode == 6, result.stderr
+    assert last_line(result).startswith("ganpipe: ONNX export check failed:") and "NaN or inf" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list(tmp_path.glob("*.onnx*"))  # the unchecked file is not left where the user asked for one
+
+
+def test_export_writes_a_checked_file(tmp_path):
+    result = ganpipe(tmp_path, "export", str(tiny_checkpoint(tmp_path, "dcgan")), "--out", "g.onnx")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "g.onnx").is_file() and "max abs diff" in result.stdout
+
+
+def test_sample_a_conditional_model_writes_balanced_labels_or_the_asked_classes(tmp_path):
+    checkpoint = str(tiny_checkpoint(tmp_path, "cgan"))
+    result = ganpipe(tmp_path, "sample", checkpoint, "--n", "25", "--out", "s.npy")
+    assert result.returncode == 0, result.stderr
+    samples, labels = np.load(tmp_path / "s.npy"), np.load(tmp_path / "s.labels.npy")
+    assert samples.shape == (25, 1, 16, 16) and samples.dtype == np.float32
+    assert labels.dtype == np.int64 and labels.tolist() == [i % 10 for i in range(25)]
+    result = ganpipe(tmp_path, "sample", checkpoint, "--n", "6", "--out", "t.npy", "--class", "3", "--class", "7")
+    assert result.returncode == 0, result.stderr
+    assert np.load(tmp_path / "t.labels.npy").tolist() == [3, 7, 3, 7, 3, 7]
+    bad = ganpipe(tmp_path, "sample", checkpoint, "--n", "6", "--out", "u.npy", "--class", "10")
+    assert bad.returncode == 2 and "--class 10" in last_line(bad) and not (tmp_path / "u.npy").exists()
+    unconditional = ganpipe(tmp_path, "sample", str(tiny_checkpoint(tmp_path, "dcgan")), "--n", "4", "--out", "v.npy",
+                            "--class", "1")
+    assert unconditional.returncode == 2 and "unconditional" in last_line(unconditional)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ganmodels.data import DataConfig, DataError, list_datasets, read_source, register_dataset, resolve_data_config
+from ganmodels.data import (DataConfig, DataError, DataKind, dataset_kind, list_datasets, read_source, register_dataset,
+                            resolve_data_config)
 
 BUILTIN = ["cifar10", "digits", "fashion-mnist", "folder", "grid25", "mnist", "npy", "ring8"]
 
@@ -13,8 +14,42 @@ BUILTIN = ["cifar10", "digits", "fashion-mnist", "folder", "grid25", "mnist", "n
 def test_registry_lists_builtins_and_refuses_duplicates():
     assert list_datasets() == BUILTIN
     with pytest.raises(ValueError, match="already registered"):
-        register_dataset("digits")(lambda cfg: None)
+        register_dataset("digits", kind=DataKind.LABELLED_IMAGES)(lambda cfg: None)
+    with pytest.raises(TypeError, match="kind"):
+        register_dataset("new-set", kind="images")(lambda cfg: None)
     assert list_datasets() == BUILTIN
+
+
+@pytest.mark.parametrize("name, kind", [("digits", DataKind.LABELLED_IMAGES), ("mnist", DataKind.LABELLED_IMAGES),
+                                        ("cifar10", DataKind.LABELLED_IMAGES), ("ring8", DataKind.POINTS),
+                                        ("grid25", DataKind.POINTS)])
+def test_registered_sets_declare_the_kind_their_reader_produces(name, kind):
+    assert dataset_kind(DataConfig(name=name)) is kind
+    if name in ("digits", "ring8", "grid25"):  # readable offline: the reader agrees with the declaration
+        assert read_source(DataConfig(name=name, max_samples=200)).data_kind is kind
+
+
+def test_folders_and_arrays_declare_their_kind_from_the_path(tmp_path):
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "labelled" / cls).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(tmp_path / "labelled" / cls / "x.png")
+    (tmp_path / "plain").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "plain" / "x.png")
+    np.save(tmp_path / "img.npy", np.zeros((4, 8, 8), np.uint8))
+    np.save(tmp_path / "pts.npy", np.zeros((4, 2), np.float32))
+    np.save(tmp_path / "lab.npy", np.zeros((4, 8, 8), np.uint8))
+    np.save(tmp_path / "lab.labels.npy", np.arange(4))
+    expected = {("folder", "labelled"): DataKind.LABELLED_IMAGES, ("folder", "plain"): DataKind.IMAGES,
+                ("npy", "img.npy"): DataKind.IMAGES, ("npy", "pts.npy"): DataKind.POINTS,
+                ("npy", "lab.npy"): DataKind.LABELLED_IMAGES}
+    for (name, root), kind in expected.items():
+        cfg = DataConfig(name=name, root=str(tmp_path / root))
+        assert dataset_kind(cfg) is kind, root
+        assert read_source(cfg).data_kind is kind, root
+    with pytest.raises(DataError, match="not a directory"):
+        dataset_kind(DataConfig(name="folder", root=str(tmp_path / "missing")))
 
 
 def test_resolve_registered_name_with_overrides():

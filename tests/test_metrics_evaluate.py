@@ -1,4 +1,5 @@
-"""evaluate_generator on tiny generators: keys, sanity values, seeding, mode restoration."""
+"""evaluate_generator / evaluate_model on tiny generators with known answers: keys (exactly the ones the
+metric registry promises), sanity values, seeding, mode restoration."""
 
 import math
 
@@ -9,8 +10,9 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from torch import nn
 
+from ganmodels.data import DataKind
 from ganmodels.data.base import PreparedDataset
-from ganmodels.metrics import evaluate_generator, train_domain_classifier
+from ganmodels.metrics import evaluate_generator, produced_metrics, train_domain_classifier
 
 IMAGE_KEYS = {"domain_fd", "kid", "kid_std", "precision", "recall", "density", "coverage", "class_coverage", "classes_covered", "class_kl"}
 
@@ -78,11 +80,63 @@ def test_random_generator_keys_and_mode_restored(digits):
     assert again == out  # seeded sampling: same numbers
 
 
-def test_conditional_generator_reports_cond_accuracy(digits):
+class ClassReplay(nn.Module):
+    """A conditional 'generator' that answers class c with a real training image of class ``c + shift``.
+
+    shift=0 is a perfect conditional generator; shift=1 draws the very same image distribution (a
+    good overall FD) with every class wrong.
+    """
+
+    def __init__(self, x, y, shift=0):
+        super().__init__()
+        self.z_dim, self.c_dim, self.shift = 4, 10, shift
+        self.pools = [x[y == k] for k in range(10)]
+
+    def forward(self, z, c=None):
+        pick = (z[:, 0].abs() * 1e4).long()
+        return torch.stack([self.pools[(k + self.shift) % 10][i % len(self.pools[(k + self.shift) % 10])]
+                            for k, i in zip(c.tolist(), pick.tolist())])
+
+
+@pytest.fixture(scope="module")
+def conditional_scores(digits):
     data, clf = digits
-    out = evaluate_generator(TinyG(c_dim=10), data, n_samples=200, classifier=clf, batch_size=64)
-    assert set(out) == IMAGE_KEYS | {"cond_accuracy"}
-    assert 0.0 <= out["cond_accuracy"] <= 1.0
+    return {shift: evaluate_generator(ClassReplay(data.x_train, data.y_train, shift), data, n_samples=400,
+                                      classifier=clf, seed=0, cas_epochs=12) for shift in (0, 1)}
+
+
+def test_conditional_metrics_are_exactly_the_registered_ones(conditional_scores, digits):
+    data, clf = digits
+    promised = set(produced_metrics(DataKind.LABELLED_IMAGES, conditional=True)) - {"classifier_accuracy"}
+    assert set(conditional_scores[0]) == promised == IMAGE_KEYS | {"cond_accuracy", "intra_fd", "cas"}
+    assert set(evaluate_generator(TinyG(), data, n_samples=100, classifier=clf)) == set(
+        produced_metrics(DataKind.LABELLED_IMAGES)) - {"classifier_accuracy"}
+
+
+def test_conditional_metrics_against_known_answers(conditional_scores, digits):
+    right, wrong = conditional_scores[0], conditional_scores[1]
+    # Real images of the asked class: the classifier agrees as often as it is right on real digits.
+    assert right["cond_accuracy"] > 0.9 and wrong["cond_accuracy"] < 0.1
+    # Same images, so the same marginal quality (a noise generator scores ~700 here); only the
+    # class-aware metrics tell them apart.
+    assert right["domain_fd"] < 2.0 and wrong["domain_fd"] < 2.0
+    assert right["class_coverage"] == wrong["class_coverage"] == 1.0
+    assert wrong["intra_fd"] > 5 * right["intra_fd"]
+    # CAS: a classifier trained on the generated (image, asked class) pairs, tested on real digits.
+    assert right["cas"] > 0.9 and wrong["cas"] < 0.1
+
+
+def test_a_conditional_generator_is_asked_for_every_class_in_turn(digits):
+    data, clf = digits
+    seen = []
+
+    class Spy(TinyG):
+        def forward(self, z, c=None):
+            seen.extend(c.tolist())
+            return super().forward(z, c)
+
+    evaluate_generator(Spy(c_dim=10), data, n_samples=30, classifier=clf, batch_size=16, cas_epochs=1)
+    assert seen[:30] == [i % 10 for i in range(30)]
 
 
 def test_replaying_real_images_scores_perfectly(digits):
@@ -130,10 +184,11 @@ def test_points_metrics():
     angles = 2 * np.pi * np.arange(8) / 8
     modes = (np.stack([np.cos(angles), np.sin(angles)], 1), 0.01)
     good = evaluate_generator(RingG(), data, n_samples=2000, modes=modes)
-    assert set(good) == {"precision", "recall", "density", "coverage", "modes_captured", "high_quality_fraction", "reverse_kl"}
-    assert good["modes_captured"] == 8 and good["high_quality_fraction"] > 0.97 and good["reverse_kl"] < 0.01
+    assert set(good) == set(produced_metrics(DataKind.POINTS, available=["modes"]))
+    assert good["modes_captured"] == 8 and good["modes_fraction"] == 1.0 and good["high_quality_fraction"] > 0.97 and good["reverse_kl"] < 0.01
     assert good["precision"] > 0.9 and good["recall"] > 0.9
     collapsed = evaluate_generator(RingG(modes=[3]), data, n_samples=2000, modes=modes)
     assert collapsed["modes_captured"] == 1 and collapsed["reverse_kl"] == pytest.approx(math.log(8))
+    assert collapsed["modes_fraction"] == 1 / 8
     assert collapsed["recall"] < 0.2 and collapsed["precision"] > 0.9
-    assert "modes_captured" not in evaluate_generator(RingG(), data, n_samples=500)
+    assert set(evaluate_generator(RingG(), data, n_samples=500)) == set(produced_metrics(DataKind.POINTS))

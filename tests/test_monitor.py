@@ -83,7 +83,7 @@ def test_monitoring_does_not_change_training(tiny_points):
     plain.fit(12)
     monitored = make_trainer(tiny_points, ring_monitor(every=3, n_samples=32))
     monitored.fit(12)
-    for a, b in zip(plain.G.parameters(), monitored.G.parameters()):
+    for a, b in zip(plain.networks["G"].parameters(), monitored.networks["G"].parameters()):
         assert torch.equal(a, b)
 
 
@@ -110,7 +110,7 @@ def test_forced_collapse_stops_training_after_patience_evaluations(tiny_points):
     monitor = ModeMonitor.for_data(tiny_points, MonitorConfig(every=5, n_samples=200, early_stop=True, patience=3),
                                    modes=(ring_means().numpy(), RING_STD))
     trainer = make_trainer(tiny_points, monitor, ema_beta=0.99)
-    trainer.G_ema.forward = RingSampler(collapsed=True).forward  # the evaluated (EMA) generator collapses
+    trainer.ema["G"].forward = RingSampler(collapsed=True).forward  # the evaluated (EMA) generator collapses
     result = trainer.fit(100)
     assert result.stopped_early and result.steps == 15  # evaluations at 5, 10, 15
     assert result.stop_reason == monitor.stop_reason
@@ -124,7 +124,7 @@ def test_healthy_generator_is_not_stopped(tiny_points):
                                         min_modes_fraction=1.0, max_reverse_kl=0.05),
                           modes=(ring_means().numpy(), RING_STD))
     trainer = make_trainer(tiny_points, monitor, ema_beta=0.99)
-    trainer.G_ema.forward = RingSampler().forward
+    trainer.ema["G"].forward = RingSampler().forward
     result = trainer.fit(30)
     assert not result.stopped_early and result.steps == 30 and result.stop_reason == ""
     assert len(monitor.history) == 6

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 import ganmodels
+from ganmodels.data import DataKind
 from ganmodels.train import TrainConfig
 from pipelines.config import ConfigError, load_run_config, parse_overrides, run_config_from_dict
 
@@ -34,8 +36,12 @@ def layered_params(tmp_path):
         "data": {"resolution": 16},
         "model": {"minibatch_std": False},  # over the recipe's True
         "train": {"lr_d": 0.001, "lr_g": 0.001, "batch_size": 8, "steps": 10},
-        "kinds": {"image": {"model": {"d_norm": "batch"}, "train": {"lr_g": 0.002, "batch_size": 16, "steps": 20}},
+        "kinds": {"images": {"model": {"d_norm": "batch"}, "train": {"lr_g": 0.002, "batch_size": 16, "steps": 20,
+                                                                     "beta1": 0.1}},
+                  "labelled-images": {"train": {"beta1": 0.2, "batch_size": 24, "steps": 24}},
                   "points": {"train": {"lr_d": 0.9, "lr_g": 0.9, "batch_size": 99, "steps": 99}}},
+        "models": {"dcgan": {"train": {"batch_size": 28, "steps": 28, "ema_beta": 0.5}},
+                   "mlp2d": {"train": {"ema_beta": 0.25}}},
         "presets": {"p": {"train": {"batch_size": 32, "steps": 30}}, "q": {"train": {"steps": 5}}},
     })
 
@@ -54,9 +60,11 @@ def test_precedence_recipe_params_kinds_preset_set(layered_params):
     assert cfg.train.loss == recipe["train"]["loss"]
     assert cfg.train.lr_d == 0.001  # params over recipe
     assert cfg.model_overrides["minibatch_std"] is False  # params over recipe (model section)
-    assert cfg.model_overrides["d_norm"] == "batch"  # kinds.image over recipe (model section)
-    assert cfg.train.lr_g == 0.002  # kinds.image over params
-    assert cfg.train.batch_size == 32  # preset over kinds
+    assert cfg.model_overrides["d_norm"] == "batch"  # kinds.images over recipe (model section)
+    assert cfg.train.lr_g == 0.002  # kinds.images over params
+    assert cfg.train.beta1 == 0.2  # kinds.labelled-images over kinds.images: digits are labelled images
+    assert cfg.train.ema_beta == 0.5  # models.dcgan over kinds
+    assert cfg.train.batch_size == 32  # preset over models
     assert cfg.train.steps == 40  # --set over preset
     assert cfg.data.resolution == 16
 
@@ -65,6 +73,7 @@ def test_preset_and_dataset_arguments_beat_the_run_section(layered_params):
     assert load_run_config(layered_params, preset="q").train.steps == 5
     points = load_run_config(layered_params, dataset="ring8", preset="q")
     assert (points.model, points.train.lr_d, points.train.batch_size) == ("mlp2d", 0.9, 99)  # kinds.points
+    assert points.train.ema_beta == 0.25 and points.train.beta1 != 0.1  # models.mlp2d; no image overlays
     assert points.model_overrides == {**ganmodels.get_recipe("mlp2d", "stabilised")["model"], "minibatch_std": False}
 
 
@@ -75,13 +84,13 @@ def test_default_preset_needs_no_presets_section(tmp_path):
 
 def test_set_values_are_parsed_as_yaml_scalars(tmp_path):
     cfg = load_run_config(PROJECT_PARAMS, overrides=[
-        "gates.min_recall=null", "train.amp=false", "train.diffaugment=color,translation",
-        "train.guard.max_rollbacks=1", "eval.inception_weights=/w.pth"])
-    assert cfg.gates.min_recall is None
+        "gates.recall=null", "train.amp=false", "train.diffaugment=color,translation",
+        "train.guard.max_rollbacks=1", "eval.n_samples=500", "gates.precision.min=0.25"])
+    assert "recall" not in cfg.gates and cfg.gates["precision"].min == 0.25
     assert cfg.train.amp is False
     assert cfg.train.diffaugment == "color,translation"
     assert cfg.train.guard.max_rollbacks == 1 and cfg.train.guard.loss_limit == TrainConfig().guard.loss_limit
-    assert cfg.eval.inception_weights == "/w.pth"
+    assert cfg.eval.n_samples == 500
     assert parse_overrides(["a.b.c=1", "a.b.d=x", "a.e="]) == {"a": {"b": {"c": 1, "d": "x"}, "e": None}}
 
 
@@ -89,8 +98,8 @@ def test_set_values_are_parsed_as_yaml_scalars(tmp_path):
 def test_exponent_floats_that_yaml_reads_as_strings_become_floats(text, value):
     # PyYAML (YAML 1.1) reads 1e-4 as the string '1e-4'; a float field takes the number meant.
     assert yaml.safe_load("1e-4") == "1e-4"
-    cfg = load_run_config(PROJECT_PARAMS, overrides=[f"train.lr_d={text}", f"gates.max_primary={text}"])
-    assert cfg.train.lr_d == value and cfg.gates.max_primary == value
+    cfg = load_run_config(PROJECT_PARAMS, overrides=[f"train.lr_d={text}", f"gates.domain_fd.max={text}"])
+    assert cfg.train.lr_d == value and cfg.gates["domain_fd"].max == value
 
 
 def test_resolved_config_round_trips_through_its_saved_dict():
@@ -118,7 +127,7 @@ def test_set_syntax_errors(item, named):
     ("trian.steps=5", "trian"),  # unknown section
     ("train.stepz=5", "stepz"),  # unknown field
     ("train.guard.limit=5", "limit"),
-    ("gates.min_recal=0.1", "min_recal"),
+    ("gates.recal={min: 0.1}", "recal"),
     ("eval.samples=10", "samples"),
     ("model.g_widht=8", "g_widht"),
     ("run.modle=dcgan", "run.modle"),
@@ -129,7 +138,7 @@ def test_set_syntax_errors(item, named):
     ("train.guard.loss_limit=big", "train.guard.loss_limit"),
     ("train.guard=3", "train.guard"),
     ("train.amp=maybe", "train.amp"),
-    ("gates.min_recall=abc", "gates.min_recall"),
+    ("gates.recall.min=abc", "gates.recall.min"),
     ("eval.n_samples=many", "eval.n_samples"),
     ("monitor.every=often", "monitor.every"),
     ("model.g_width=wide", "model.g_width"),
@@ -192,31 +201,77 @@ def test_unknown_dataset_or_missing_folder_is_named(dataset, tmp_path, monkeypat
 def test_ring8_picks_mlp2d_with_the_points_kind():
     params = yaml.safe_load(PROJECT_PARAMS.read_text())
     cfg = load_run_config(PROJECT_PARAMS, dataset="ring8")
-    assert (cfg.model, cfg.data_kind, cfg.registered_name) == ("mlp2d", "points", "mlp2d-ring8")
+    assert (cfg.model, cfg.data_kind, cfg.registered_name) == ("mlp2d", DataKind.POINTS, "mlp2d-ring8")
     assert cfg.train.steps == params["kinds"]["points"]["train"]["steps"]
     assert cfg.train.lr_g == ganmodels.get_recipe("mlp2d", "stabilised")["train"]["lr_g"]
     smoke = load_run_config(PROJECT_PARAMS, dataset="ring8", preset="smoke")
     assert smoke.train.steps == params["presets"]["smoke"]["train"]["steps"]  # preset over kinds
 
 
-def test_digits_picks_dcgan():
+def test_digits_picks_dcgan_and_cgan_is_asked_for():
     cfg = load_run_config(PROJECT_PARAMS, dataset="digits")
-    assert (cfg.model, cfg.data_kind, cfg.registered_name) == ("dcgan", "image", "dcgan-digits")
+    assert (cfg.model, cfg.data_kind, cfg.registered_name) == ("dcgan", DataKind.LABELLED_IMAGES, "dcgan-digits")
+    assert not cfg.conditional
+    cgan = load_run_config(PROJECT_PARAMS, model="cgan")
+    assert (cgan.model, cgan.registered_name, cgan.conditional) == ("cgan", "cgan-digits", True)
 
 
-@pytest.mark.parametrize("model, dataset, fix", [("mlp2d", "digits", "--model dcgan"),
-                                                 ("dcgan", "ring8", "--model mlp2d")])
-def test_model_and_data_kind_mismatch(model, dataset, fix):
+@pytest.mark.parametrize("model, dataset, fixes", [("mlp2d", "digits", ["--model cgan", "--model dcgan"]),
+                                                   ("dcgan", "ring8", ["--model mlp2d"]),
+                                                   ("cgan", "ring8", ["--model mlp2d"])])
+def test_model_and_data_kind_mismatch(model, dataset, fixes):
     with pytest.raises(ConfigError) as err:
         load_run_config(PROJECT_PARAMS, model=model, dataset=dataset)
-    assert repr(model) in str(err.value) and repr(dataset) in str(err.value) and fix in str(err.value)
+    assert repr(model) in str(err.value) and repr(dataset) in str(err.value)
+    assert all(fix in str(err.value) for fix in fixes)
+
+
+def labelled_folder(root: Path, classes=("a", "b")) -> Path:
+    from PIL import Image
+
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(root / name / "x.png")
+    return root
 
 
 def test_registered_name_for_folders_and_arrays(tmp_path):
-    folder = tmp_path / "handwriting"
-    folder.mkdir()
+    folder = labelled_folder(tmp_path / "handwriting")
     for spec in (str(folder), str(folder) + "/"):
         cfg = load_run_config(PROJECT_PARAMS, dataset=spec)
-        assert (cfg.data.name, cfg.registered_name) == ("folder", "dcgan-handwriting")
+        assert (cfg.data.name, cfg.registered_name, cfg.data_kind) == ("folder", "dcgan-handwriting",
+                                                                       DataKind.LABELLED_IMAGES)
+    np.save(tmp_path / "faces.npy", np.zeros((4, 8, 8), np.uint8))
+    np.save(tmp_path / "faces.labels.npy", np.arange(4))
     cfg = load_run_config(PROJECT_PARAMS, dataset=str(tmp_path / "faces.npy"))
     assert (cfg.data.name, cfg.registered_name) == ("npy", "dcgan-faces")
+
+
+def test_a_conditional_model_needs_labelled_data(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "plain").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "plain" / "x.png")
+    with pytest.raises(ConfigError, match="'cgan' trains on labelled-images data .* holds images"):
+        load_run_config(PROJECT_PARAMS, model="cgan", dataset=str(tmp_path / "plain"))
+
+
+def test_unlabelled_images_without_fid_weights_cannot_be_ranked(tmp_path, monkeypatch):
+    """Nothing to score unlabelled images with offline: refused before training, saying what to do."""
+    from PIL import Image
+
+    monkeypatch.delenv("GANPIPE_INCEPTION_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    (tmp_path / "plain").mkdir()
+    Image.new("L", (8, 8)).save(tmp_path / "plain" / "x.png")
+    with pytest.raises(ConfigError, match="produces no metric that can rank models"):
+        load_run_config(PROJECT_PARAMS, dataset=str(tmp_path / "plain"))
+
+
+def test_kinds_and_models_overlays_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="kinds.image is not a data kind"):
+        load_run_config(write_params(tmp_path, {"kinds": {"image": {}}}))
+    with pytest.raises(ConfigError, match="models.stylegan9 is not a registered model"):
+        load_run_config(write_params(tmp_path, {"models": {"stylegan9": {}}}))
+    with pytest.raises(ConfigError, match="models.dcgan: unknown section"):
+        load_run_config(write_params(tmp_path, {"models": {"dcgan": {"trian": {}}}}))

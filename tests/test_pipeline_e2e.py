@@ -332,8 +332,8 @@ def test_export_champion_runs_in_onnxruntime(smoke, project):
 def test_gate_rejection_registers_nothing(smoke, project):
     client = project.client()
     before = registry_snapshot(client)
-    result, summary = project.run("--preset", "smoke", "--set", "gates.min_class_coverage=1.0",
-                                  "--set", "gates.max_class_kl=0.0001")
+    result, summary = project.run("--preset", "smoke", "--set", "gates.class_coverage.min=1.0",
+                                  "--set", "gates.class_kl.max=0.0001")
     assert result.returncode == 4, explain(result)
     assert registry_snapshot(client) == before
 
@@ -380,6 +380,7 @@ def test_validation_failure_stops_before_training(smoke, project):
     images[3, 2, 2] = np.nan
     images[50, 0, 0] = np.nan
     np.save(project.root / "nan_digits.npy", images)
+    np.save(project.root / "nan_digits.labels.npy", np.arange(200) % 10)  # labelled, so the run can be scored
     client = project.client()
     before = registry_snapshot(client)
 
@@ -469,3 +470,72 @@ def test_ring8_trains_mlp2d_with_an_ephemeral_prefect_server(tmp_path):
     points = np.load(project.root / "points.npy")
     assert points.dtype == np.float32 and points.shape == (50, 2) and np.isfinite(points).all()
     np.testing.assert_allclose(points, sample_reference(summary["training"]["checkpoint"], 50), atol=1e-5)
+
+
+# -- the conditional GAN, default settings ------------------------------------------------------
+
+
+def independent_digit_classifier():
+    """scikit-learn's SVC on the real 8x8 digits (98-99% held-out accuracy): no part of ganpipe's own
+    evaluation (the CNN domain classifier, its features or its training) is involved."""
+    from sklearn.datasets import load_digits
+    from sklearn.svm import SVC
+
+    digits = load_digits()
+    return SVC(gamma=0.001).fit(digits.data, digits.target)
+
+
+def as_8x8_digits(samples: np.ndarray) -> np.ndarray:
+    """(N, 1, 16, 16) in [-1, 1] -> (N, 64) in 0..16, the layout of sklearn's digits (2x2 area mean)."""
+    n = len(samples)
+    small = samples.reshape(n, 8, 2, 8, 2).mean(axis=(2, 4))
+    return ((small.clip(-1, 1) + 1) * 8).reshape(n, 64)
+
+
+@pytest.mark.slow
+def test_cgan_default_run_registers_a_conditional_champion(project):
+    """``ganpipe run --model cgan`` as a user runs it (params.yaml defaults: 3,000 steps, every gate on)."""
+    import mlflow
+    import onnxruntime as ort
+    import torch
+
+    from ganmodels.train import load_model
+
+    result, summary = project.run("--model", "cgan", summary="cgan.json")
+    assert result.returncode == 0, explain(result)
+    name = "cgan-digits"
+    assert (summary["registry"]["model_name"], summary["registry"]["version"]) == (name, "1")
+    assert aliases(project.client(), name) == {"champion": "1", "challenger": "1"}
+    metrics = summary["evaluation"]["metrics"]
+    assert {"cond_accuracy", "intra_fd", "cas"} <= set(metrics) and metrics["cond_accuracy"] >= 0.9
+
+    # The exported ONNX graph takes (z, c) with a dynamic batch and matches PyTorch.
+    session = ort.InferenceSession(summary["export"]["onnx"], providers=["CPUExecutionProvider"])
+    inputs = {i.name: i for i in session.get_inputs()}
+    assert list(inputs) == ["z", "c"] and inputs["z"].type == "tensor(float)" and inputs["c"].type == "tensor(int64)"
+    model = load_model(summary["training"]["checkpoint"])
+    z = torch.randn(5, model.G.z_dim, generator=torch.Generator().manual_seed(3))
+    c = torch.tensor([0, 3, 9, 3, 1])
+    (images,) = session.run(None, {"z": z.numpy(), "c": c.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(images, model.G(z, c).numpy(), atol=1e-4)
+
+    # The MLflow model has the two-input signature and answers a dict of named arrays.
+    mlflow.set_tracking_uri(f"sqlite:///{project.root / 'mlflow.db'}")
+    try:
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+        assert [s.name for s in pyfunc.metadata.get_input_schema().inputs] == ["z", "c"]
+        np.testing.assert_allclose(pyfunc.predict({"z": z.numpy(), "c": c.numpy()}), images, atol=1e-4)
+    finally:
+        mlflow.set_tracking_uri(None)
+
+    # Samples with their labels, fed back as a data set would be; every class where asked for.
+    sampled = project.ganpipe("sample", f"models:/{name}@champion", "--n", "1000", "--out", "s.npy")
+    assert sampled.returncode == 0, explain(sampled)
+    samples, labels = np.load(project.root / "s.npy"), np.load(project.root / "s.labels.npy")
+    assert samples.shape == (1000, 1, 16, 16) and labels.dtype == np.int64
+    assert np.bincount(labels, minlength=10).tolist() == [100] * 10
+    predicted = independent_digit_classifier().predict(as_8x8_digits(samples))
+    per_class = [float((predicted[labels == k] == k).mean()) for k in range(10)]
+    assert min(per_class) >= 0.9, per_class
+    assert sorted(set(predicted.tolist())) == list(range(10))

@@ -18,13 +18,14 @@ from torch.nn.utils import parametrize
 import ganmodels
 from ganmodels.augment import parse_policy
 from ganmodels.models.layers import MinibatchStd
+from ganmodels.data import DataKind
 from ganmodels.train import TrainConfig, Trainer, seed_everything
+from tests.model_configs import SMALL
 
 MODELS_WITH_RECIPES = [name for name in ganmodels.list_models() if ganmodels.get_spec(name).recipes]
 RECIPE_CASES = [(name, recipe) for name in MODELS_WITH_RECIPES for recipe in sorted(ganmodels.get_spec(name).recipes)]
 
-# Shrink widths so each case runs in milliseconds; the recipe's own fields are never overridden.
-SMALL = {"dcgan": {"g_width": 8, "d_width": 8, "resolution": 16}, "mlp2d": {"g_width": 16, "d_width": 16}}
+# SMALL shrinks widths so each case runs in milliseconds; the recipe's own fields are never overridden.
 
 
 def build_small(name: str, recipe: dict) -> nn.Module:
@@ -40,7 +41,7 @@ def spectral_normed(module: nn.Module) -> list[nn.Module]:
 
 
 def weight_layers(module: nn.Module) -> list[nn.Module]:
-    return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return [m for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]
 
 
 def test_models_with_recipes_have_a_stabilised_default_and_a_baseline():
@@ -60,9 +61,10 @@ def test_recipe_builds_a_model_and_a_train_config(name, recipe_name):
     for key, value in recipe["model"].items():  # the recipe's model fields reach the built config
         assert getattr(gan.config, key) == value, key
     z = torch.randn(cfg.batch_size, gan.G.z_dim)
-    fake = gan.G(z, None)
+    c = torch.arange(cfg.batch_size) % gan.G.c_dim if gan.G.c_dim else None
+    fake = gan.G(z, c)
     assert fake.shape[0] == cfg.batch_size and torch.isfinite(fake).all()
-    logits = gan.D(fake, None)
+    logits = gan.D(fake, c)
     assert logits.shape == (cfg.batch_size // getattr(gan.config, "pack", 1),)
     logits.mean().backward()
     assert all(p.grad is not None for p in gan.G.parameters())
@@ -76,7 +78,7 @@ def test_recipes_are_copies(name):
 
 
 def train_briefly(name: str, recipe: dict, tiny_images, tiny_points) -> Trainer:
-    data = tiny_images if ganmodels.get_spec(name).data_kind == "image" else tiny_points
+    data = tiny_points if DataKind.POINTS in ganmodels.get_spec(name).accepts else tiny_images
     cfg = TrainConfig(**recipe["train"], batch_size=16, device="cpu")
     trainer = Trainer(build_small(name, recipe), data, cfg)
     trainer.fit(2 * cfg.reg_every)  # ends on a step where lazy regularisers run, for the next train_step
@@ -111,27 +113,29 @@ def test_recipe_stabilisers_are_present_in_the_built_model_and_trainer(name, rec
     recipe = ganmodels.get_recipe(name, recipe_name)
     claimed = claimed_stabilisers(recipe)
     trainer = train_briefly(name, recipe, tiny_images, tiny_points)
-    D = trainer.D
+    D = trainer.networks["D"]
     assert any(isinstance(m, MinibatchStd) for m in D.modules()) == ("minibatch_std" in claimed)
     if "spectral" in claimed:
         assert spectral_normed(D) == weight_layers(D)  # every weight layer, the head included
     else:
         assert not spectral_normed(D)
     pack = recipe["model"].get("pack", 1)
-    real = trainer.x[:16]
-    assert D(real, None).shape == (16 // pack,)  # packing really groups samples in D
+    real = trainer.tensors["x"][:16]
+    c = torch.arange(16) % trainer.model.G.c_dim if trainer.model.G.c_dim else None
+    assert D(real, c).shape == (16 // pack,)  # packing really groups samples in D
     logs = trainer.train_step()
     assert ("r1" in logs) == ("r1" in claimed)
     assert ("gp" in logs) == ("gp" in claimed)
     assert bool(trainer.augment) == ("diffaugment" in claimed)
     # EMA: the evaluated generator is a separate averaged copy exactly when ema_beta > 0.
+    G = trainer.networks["G"]
     if recipe["train"]["ema_beta"] > 0:
-        assert trainer.G_ema is not None and trainer.generator is trainer.G_ema
-        ema = torch.cat([p.flatten() for p in trainer.G_ema.parameters()])
-        live = torch.cat([p.detach().flatten() for p in trainer.G.parameters()])
+        assert "G" in trainer.ema and trainer.generator is trainer.ema["G"]
+        ema = torch.cat([p.flatten() for p in trainer.ema["G"].parameters()])
+        live = torch.cat([p.detach().flatten() for p in G.parameters()])
         assert not torch.equal(ema, live)
     else:
-        assert trainer.generator is trainer.G
+        assert trainer.generator is G and not trainer.ema
 
 
 def test_dcgan_spectral_norm_bounds_each_discriminator_layer():

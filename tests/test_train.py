@@ -1,4 +1,9 @@
-"""Trainer: determinism, exact resume, checkpoint format, losses handed to callbacks, divergence guard."""
+"""Trainer: determinism, exact resume, checkpoint format, losses handed to callbacks, divergence guard.
+
+Each test is written to fail when the promise it protects breaks (tests/mutation_check.py applies
+those breakages and expects this file to fail): resume is checked from a trainer whose own weights
+and random stream differ from the run's, the guard by its order (check before update) and each of
+its limits, seeding by changing only the seed."""
 
 from __future__ import annotations
 
@@ -8,15 +13,15 @@ import pytest
 import torch
 
 import ganmodels
-from ganmodels.train import (Callback, GuardConfig, LossHistory, TrainConfig, Trainer, TrainingDiverged,
-                             load_checkpoint, load_generator, seed_everything)
+from ganmodels.train import (Callback, DivergenceDetected, GuardConfig, LossHistory, ResumeError, TrainConfig,
+                             Trainer, TrainingDiverged, load_checkpoint, load_generator, seed_everything)
 
 SMALL_DCGAN = {"g_width": 8, "d_width": 8, "resolution": 16}
 SMALL_MLP = {"g_width": 32, "g_depth": 2, "d_width": 32, "d_depth": 2}
 
 
-def make_trainer(name, model_cfg, data, tmp_path=None, **train):
-    seed_everything(0)
+def make_trainer(name, model_cfg, data, tmp_path=None, init_seed=0, **train):
+    seed_everything(init_seed)
     gan = ganmodels.build(name, model_cfg)
     cfg = TrainConfig(**{"batch_size": 16, "checkpoint_every": 1000, "seed": 0, **train})
     return Trainer(gan, data, cfg, workdir=tmp_path)
@@ -24,10 +29,11 @@ def make_trainer(name, model_cfg, data, tmp_path=None, **train):
 
 def all_weights(trainer):
     state = trainer.state_dict()
-    tensors = {f"{k}.{n}": t for k in ("G", "D", "G_ema") if state[k] for n, t in state[k].items()}
-    for k in ("opt_G", "opt_D"):
-        for pid, s in state[k]["state"].items():
-            tensors.update({f"{k}.{pid}.{n}": t for n, t in s.items() if torch.is_tensor(t)})
+    tensors = {f"{section}.{net}.{n}": t for section in ("networks", "ema") for net, sd in state[section].items()
+               for n, t in sd.items()}
+    for name, opt in state["optimisers"].items():
+        for pid, s in opt["state"].items():
+            tensors.update({f"opt.{name}.{pid}.{n}": t for n, t in s.items() if torch.is_tensor(t)})
     return tensors
 
 
@@ -38,15 +44,25 @@ def assert_bitwise_equal(a, b):
         assert torch.equal(wa[key], wb[key]), f"{key} differs"
 
 
-def test_same_seed_same_weights(tiny_images):
-    a = make_trainer("dcgan", SMALL_DCGAN, tiny_images, diffaugment="color,translation,cutout", r1_gamma=1.0)
-    b = make_trainer("dcgan", SMALL_DCGAN, tiny_images, diffaugment="color,translation,cutout", r1_gamma=1.0)
+STABILISERS = dict(diffaugment="color,translation,cutout", r1_gamma=1.0)
+
+
+def test_same_seed_same_weights_and_only_the_seed_changes_them(tiny_images):
+    a = make_trainer("dcgan", SMALL_DCGAN, tiny_images, **STABILISERS)
+    b = make_trainer("dcgan", SMALL_DCGAN, tiny_images, **STABILISERS)
     a.fit(20)
     b.fit(20)
     assert_bitwise_equal(a, b)
-    c = make_trainer("dcgan", SMALL_DCGAN, tiny_images, seed=1)
+    c = make_trainer("dcgan", SMALL_DCGAN, tiny_images, seed=1, **STABILISERS)  # same init weights, other seed
     c.fit(20)
-    assert not torch.equal(all_weights(a)["G.net.0.weight"], all_weights(c)["G.net.0.weight"])
+    assert not torch.equal(all_weights(a)["networks.G.net.0.weight"], all_weights(c)["networks.G.net.0.weight"])
+
+
+def fresh_elsewhere(trainer) -> None:
+    """Make a resuming trainer's own state differ from the run's: other initial weights (built under
+    another seed) and an advanced random stream. Only the checkpoint can make it match again."""
+    trainer.gen.manual_seed(987654)
+    torch.manual_seed(12345)  # the global RNG must not matter either: the checkpoint restores it
 
 
 def test_2k_steps_equal_1k_plus_resume_plus_1k(tiny_points, tmp_path):
@@ -55,10 +71,10 @@ def test_2k_steps_equal_1k_plus_resume_plus_1k(tiny_points, tmp_path):
     first = make_trainer("mlp2d", SMALL_MLP, tiny_points, tmp_path / "b")
     first.fit(1000)
     del first  # "stop": a new process would rebuild everything from the checkpoint
-    resumed = make_trainer("mlp2d", SMALL_MLP, tiny_points, tmp_path / "b")
-    torch.manual_seed(12345)  # global RNG state must not matter: the checkpoint restores it
+    resumed = make_trainer("mlp2d", SMALL_MLP, tiny_points, tmp_path / "b", init_seed=99)
+    fresh_elsewhere(resumed)
     result = resumed.fit(2000, resume=True)
-    assert result.steps == 2000
+    assert result.steps == 2000 and result.resumed_from == 1000
     assert_bitwise_equal(straight, resumed)
 
 
@@ -68,21 +84,60 @@ def test_dcgan_resume_with_all_stabilisers(tiny_images, tmp_path):
     straight.fit(40)
     part = make_trainer("dcgan", SMALL_DCGAN, tiny_images, tmp_path / "b", **kw)
     part.fit(20)
-    resumed = make_trainer("dcgan", SMALL_DCGAN, tiny_images, tmp_path / "b", **kw)
-    resumed.fit(40, resume=True)
+    resumed = make_trainer("dcgan", SMALL_DCGAN, tiny_images, tmp_path / "b", init_seed=99, **kw)
+    fresh_elsewhere(resumed)
+    assert resumed.fit(40, resume=True).resumed_from == 20
     assert_bitwise_equal(straight, resumed)
+
+
+def test_resume_without_a_checkpoint_is_an_explicit_choice(tiny_points, tmp_path):
+    trainer = make_trainer("mlp2d", SMALL_MLP, tiny_points, tmp_path)
+    with pytest.raises(ResumeError, match="no checkpoint at"):
+        trainer.fit(5, resume=True)
+    assert trainer.step == 0
+    result = trainer.fit(5, resume="auto")  # "auto": a fresh start when there is nothing to resume
+    assert result.resumed_from is None and result.steps == 5
+    again = make_trainer("mlp2d", SMALL_MLP, tiny_points, tmp_path)
+    assert again.fit(8, resume="auto").resumed_from == 5
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tiny_points, tmp_path):
+    make_trainer("mlp2d", SMALL_MLP, tiny_points, tmp_path).fit(5)
+    other_lr = make_trainer("mlp2d", SMALL_MLP, tiny_points, tmp_path, lr_g=1e-3)
+    with pytest.raises(ResumeError, match="lr_g"):
+        other_lr.fit(10, resume=True)
+    other_model = make_trainer("mlp2d", {**SMALL_MLP, "g_width": 16}, tiny_points, tmp_path)
+    with pytest.raises(ResumeError, match="another config"):
+        other_model.fit(10, resume=True)
+    longer = make_trainer("mlp2d", SMALL_MLP, tiny_points, tmp_path, steps=50)  # steps may change
+    assert longer.fit(resume=True).steps == 50
 
 
 def test_checkpoint_is_plain_data(tiny_images, tmp_path):
     trainer = make_trainer("dcgan", SMALL_DCGAN, tiny_images, tmp_path, steps=5)
     result = trainer.fit()
     state = torch.load(result.checkpoint, weights_only=True)  # no pickled modules
-    assert state["step"] == 5 and state["model"] == "dcgan"
-    assert {"G", "D", "G_ema", "opt_G", "opt_D", "rng", "train_config", "model_config", "data"} <= set(state)
+    assert state["step"] == 5 and state["model"] == "dcgan" and state["family"] == "noise"
+    assert {"networks", "ema", "optimisers", "rng", "train_config", "model_config", "data"} <= set(state)
+    assert set(state["networks"]) == {"G", "D"} and set(state["ema"]) == {"G"}
+    assert set(state["optimisers"]) == {"G", "D"}
     assert state["train_config"]["steps"] == 5
     assert not list(tmp_path.rglob("*.tmp"))  # atomic write leaves no temp files
     G = load_generator(result.checkpoint)
     torch.testing.assert_close(G(torch.zeros(2, G.z_dim)), trainer.generator(torch.zeros(2, G.z_dim)))
+
+
+def test_format_1_checkpoints_still_load(tiny_images, tmp_path):
+    """Checkpoints written before families (fixed G/D keys) load as the same generator."""
+    trainer = make_trainer("dcgan", SMALL_DCGAN, tiny_images, tmp_path, steps=3)
+    path = trainer.fit().checkpoint
+    state = torch.load(path, weights_only=True)
+    old = {k: v for k, v in state.items() if k not in ("networks", "ema", "optimisers", "family_state", "family")}
+    old.update(format="ganpipe-checkpoint/1", G=state["networks"]["G"], D=state["networks"]["D"],
+               G_ema=state["ema"]["G"], opt_G=state["optimisers"]["G"], opt_D=state["optimisers"]["D"])
+    torch.save(old, tmp_path / "old.pt")
+    z = torch.randn(3, 64)
+    torch.testing.assert_close(load_generator(tmp_path / "old.pt")(z), load_generator(path)(z))
 
 
 def test_torn_checkpoint_is_rejected(tmp_path):
@@ -104,16 +159,20 @@ def test_losses_reach_callbacks_as_floats(tiny_images):
 
 
 class Sabotage(Callback):
-    """Poison D's weights with NaN after ``at`` steps, ``times`` times."""
+    """Poison a tensor of the run with NaN after ``at`` steps, ``times`` times (D's first weight by default)."""
 
-    def __init__(self, at, times):
-        self.at, self.times = at, times
+    def __init__(self, at, times, target=lambda trainer: next(trainer.networks["D"].parameters())):
+        self.at, self.times, self.target = at, times, target
 
     def on_step_end(self, trainer, step, logs):
         if step == self.at and self.times > 0:
             self.times -= 1
             with torch.no_grad():
-                next(trainer.D.parameters()).fill_(float("nan"))
+                self.target(trainer).fill_(float("nan"))
+
+
+def all_finite(trainer) -> bool:
+    return all(torch.isfinite(t).all() for t in all_weights(trainer).values() if t.is_floating_point())
 
 
 def test_nan_is_caught_and_rolled_back(tiny_images):
@@ -124,8 +183,45 @@ def test_nan_is_caught_and_rolled_back(tiny_images):
     event = result.events[0]
     assert event.step == 8 and event.restored_step == 5 and "nan" in event.reason.lower()
     assert event.lr_scale == 0.5
-    assert trainer.opt_g.param_groups[0]["lr"] == pytest.approx(trainer.cfg.lr_g * 0.5)
-    assert all(torch.isfinite(p).all() for p in trainer.gan.parameters())
+    assert trainer.optimisers["G"].param_groups[0]["lr"] == pytest.approx(trainer.cfg.lr_g * 0.5)
+    assert all_finite(trainer)
+
+
+@pytest.mark.parametrize("target", [
+    lambda trainer: next(trainer.networks["D"].parameters()),  # poisons the next losses
+    lambda trainer: trainer.networks["G"].net[1].running_var,  # unused in training: no loss ever shows it
+], ids=["D-weight", "G-batchnorm-statistics"])
+def test_a_non_finite_state_never_becomes_the_rollback_target(tiny_images, tmp_path, target):
+    """NaN written at a checkpoint step (10): the state is checked there, so training rolls back to
+    step 5 and finishes, and no checkpoint ever holds the NaN."""
+    trainer = make_trainer("dcgan", SMALL_DCGAN, tiny_images, tmp_path, checkpoint_every=5,
+                           guard=GuardConfig(max_rollbacks=2))
+    trainer.callbacks.append(Sabotage(at=10, times=1, target=target))
+    result = trainer.fit(14)
+    assert result.steps == 14 and result.rollbacks == 1
+    assert result.events[0].restored_step == 5 and "non-finite" in result.events[0].reason
+    assert all_finite(trainer)
+    saved = load_checkpoint(result.checkpoint)
+    assert all(torch.isfinite(t).all() for sd in (*saved["networks"].values(), *saved["ema"].values())
+               for t in sd.values() if t.is_floating_point())
+
+
+def test_the_guard_checks_before_the_update(tiny_images):
+    """A rejected update leaves the parameters and optimiser state exactly as they were (buffers such
+    as batch-norm statistics and spectral-norm vectors move in any forward pass, so they are not compared)."""
+    trainer = make_trainer("dcgan", SMALL_DCGAN, tiny_images, guard=GuardConfig(grad_norm_limit=1e-9))
+    before = {k: v.detach().clone() for k, v in trainer.model.named_parameters()}
+    with pytest.raises(DivergenceDetected, match="d_grad_norm=.* exceeds the limit 1e-09"):
+        trainer.train_step()
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.named_parameters())
+    assert all(not opt.state for opt in trainer.optimisers.values())
+
+
+def test_the_gradient_norm_limit_alone_stops_a_run(tiny_images):
+    trainer = make_trainer("dcgan", SMALL_DCGAN, tiny_images, guard=GuardConfig(grad_norm_limit=1e-9, loss_limit=1e9,
+                                                                                max_rollbacks=1))
+    with pytest.raises(TrainingDiverged, match="grad_norm=.* exceeds the limit"):
+        trainer.fit(5)
 
 
 def test_persistent_divergence_fails_cleanly(tiny_images):

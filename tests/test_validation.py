@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from ganmodels.data.base import SourceData
-from pipelines import validation
+from pipelines.validation import profiling
 from pipelines.validation import (
     DataValidationError,
     ValidationConfig,
@@ -89,7 +89,7 @@ def reference_row(sample: np.ndarray) -> dict:
 
 
 def test_image_statistics_match_brute_force(monkeypatch):
-    monkeypatch.setattr(validation, "_CHUNK_ELEMENTS", 150)  # force several chunks per shape group
+    monkeypatch.setattr(profiling, "_CHUNK_ELEMENTS", 150)  # force several chunks per shape group
     rng = np.random.default_rng(1)
     samples = [rng.integers(0, 255, (8, 8), dtype=np.uint8) for _ in range(5)]
     samples += [rng.random((10, 12, 3)).astype(np.float32) for _ in range(4)]
@@ -140,13 +140,13 @@ def test_digits_statistics_are_vectorised_and_match_brute_force(digits_raw, monk
     (N, P) block per group of equal shapes instead of sample by sample: what keeps validating a
     60k-image set to seconds, asserted without timing it (tests never assert timings)."""
     blocks = []
-    block_statistics = validation._block_statistics
+    block_statistics = profiling._block_statistics
 
     def spy(block):
         blocks.append(block.shape)
         return block_statistics(block)
 
-    monkeypatch.setattr(validation, "_block_statistics", spy)
+    monkeypatch.setattr(profiling, "_block_statistics", spy)
     source = make_digits(digits_raw)
     stats = sample_statistics(source)
     assert blocks == [(1797, 64)]  # one shape group, well under _CHUNK_ELEMENTS: a single block

@@ -13,7 +13,8 @@ from __future__ import annotations
 from ganmodels.data.base import DataConfig, DataError, PreparedDataset, SourceData, atomic_torch_save
 from ganmodels.data.config import resolve_data_config, validate_config
 from ganmodels.data.prepare import prepare
-from ganmodels.data.registry import get_dataset, list_datasets, register_dataset
+from ganmodels.data.kinds import DataKind, Modality
+from ganmodels.data.registry import dataset_kind, get_dataset, list_datasets, register_dataset
 from ganmodels.data.sources.mixtures import mixture_spec
 
 
@@ -31,9 +32,12 @@ def load_dataset(cfg: DataConfig) -> PreparedDataset:
 __all__ = [
     "DataConfig",
     "DataError",
+    "DataKind",
+    "Modality",
     "PreparedDataset",
     "SourceData",
     "atomic_torch_save",
+    "dataset_kind",
     "get_dataset",
     "list_datasets",
     "load_dataset",

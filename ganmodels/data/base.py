@@ -12,14 +12,11 @@ import hashlib
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
-
 import numpy as np
 import torch
 
+from ganmodels.data.kinds import DataKind, Modality, kind_of
 from ganmodels.io import atomic_torch_save
-
-DataKind = Literal["image", "points"]
 
 
 class DataError(ValueError):
@@ -62,7 +59,7 @@ class SourceData:
     """
 
     name: str
-    kind: DataKind
+    kind: Modality
     samples: list[np.ndarray] | np.ndarray
     labels: np.ndarray | None
     ids: list[str]
@@ -76,13 +73,17 @@ class SourceData:
     def __len__(self) -> int:
         return len(self.ids)
 
+    @property
+    def data_kind(self) -> DataKind:
+        return kind_of(self.kind, labelled=self.labels is not None)
+
 
 @dataclass
 class PreparedDataset:
     """Model-ready tensors. Images: float32 ``(N, C, H, W)`` in [-1, 1]; points: float32 ``(N, 2)``."""
 
     name: str
-    kind: DataKind
+    kind: Modality
     x_train: torch.Tensor
     x_test: torch.Tensor
     y_train: torch.Tensor | None = None  # int64 (N,)
@@ -93,6 +94,10 @@ class PreparedDataset:
     @property
     def num_classes(self) -> int:
         return len(self.class_names) if self.class_names else 0
+
+    @property
+    def data_kind(self) -> DataKind:
+        return kind_of(self.kind, labelled=self.y_train is not None and self.num_classes > 0)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:

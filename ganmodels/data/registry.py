@@ -1,7 +1,13 @@
-"""Explicit data-set registry: ``@register_dataset(name)`` a reader ``DataConfig -> SourceData``.
+"""Explicit data-set registry: ``@register_dataset(name, kind=...)`` a reader ``DataConfig -> SourceData``.
 
 No discovery by file name: a data set exists when its module registers it, and
 ``ganmodels.data.sources`` imports every built-in reader module by name.
+
+Each data set declares its ``DataKind``: a fixed kind (``digits`` are labelled images), or, for
+readers whose kind depends on the path (an image folder with or without class sub-folders, an
+array of images or of points), a function ``DataConfig -> DataKind`` that looks at the path
+without reading the samples. ``dataset_kind(cfg)`` answers before anything is loaded, so a
+model/data mismatch is refused before work starts.
 """
 
 from __future__ import annotations
@@ -10,27 +16,35 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ganmodels.data.base import DataConfig, DataError, SourceData
+from ganmodels.data.kinds import DataKind
 
 Reader = Callable[[DataConfig], SourceData]
+KindProbe = Callable[[DataConfig], DataKind]
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
     reader: Reader
+    kind: DataKind | KindProbe
     description: str = ""
+
+    def kind_for(self, cfg: DataConfig) -> DataKind:
+        return self.kind if isinstance(self.kind, DataKind) else self.kind(cfg)
 
 
 _DATASETS: dict[str, DatasetSpec] = {}
 
 
-def register_dataset(name: str, *, description: str = "") -> Callable[[Reader], Reader]:
+def register_dataset(name: str, *, kind: DataKind | KindProbe, description: str = "") -> Callable[[Reader], Reader]:
     """Decorator registering ``reader(cfg) -> SourceData`` under ``name``; duplicates are refused."""
 
     def decorator(reader: Reader) -> Reader:
         if name in _DATASETS:
             raise ValueError(f"data set {name!r} is already registered (by {_DATASETS[name].reader.__module__})")
-        _DATASETS[name] = DatasetSpec(name, reader, description)
+        if not (isinstance(kind, DataKind) or callable(kind)):
+            raise TypeError(f"data set {name!r}: kind must be a DataKind or a function of the DataConfig")
+        _DATASETS[name] = DatasetSpec(name, reader, kind, description)
         return reader
 
     return decorator
@@ -53,3 +67,8 @@ def get_dataset(name: str) -> DatasetSpec:
         raise DataError(
             f"unknown data set name {name!r}; registered data sets: {', '.join(sorted(_DATASETS))}"
         ) from None
+
+
+def dataset_kind(cfg: DataConfig) -> DataKind:
+    """The declared kind of the data set ``cfg`` names, without reading its samples."""
+    return get_dataset(cfg.name).kind_for(cfg)

@@ -5,13 +5,14 @@ Pure numpy/PyTorch; importing this package loads no weights and touches no files
 """
 
 from ganmodels.metrics.classifier import ClassifierConfig, DomainClassifier, train_domain_classifier
-from ganmodels.metrics.evaluate import evaluate_generator, sample_generator
+from ganmodels.metrics.evaluate import evaluate_generator, evaluate_model, intra_class_fd, sample_generator, score_samples
 from ganmodels.metrics.fid import compute_fid, extract_features, feature_stats, inception_features
 from ganmodels.metrics.frechet import frechet_distance
 from ganmodels.metrics.inception import FIDInceptionV3, InceptionWeightsNotFound, find_inception_weights, load_fid_inception
 from ganmodels.metrics.kid import kid
 from ganmodels.metrics.modes import class_coverage, mode_metrics_2d
 from ganmodels.metrics.prdc import density_coverage, precision_recall
+from ganmodels.metrics.registry import MetricSpec, get_metric, list_metrics, primary_metric, produced_metrics
 from ganmodels.metrics.stats import FeatureStats
 
 __all__ = [
@@ -20,10 +21,17 @@ __all__ = [
     "FIDInceptionV3",
     "FeatureStats",
     "InceptionWeightsNotFound",
+    "MetricSpec",
     "class_coverage",
     "compute_fid",
     "density_coverage",
     "evaluate_generator",
+    "evaluate_model",
+    "get_metric",
+    "intra_class_fd",
+    "list_metrics",
+    "primary_metric",
+    "produced_metrics",
     "extract_features",
     "feature_stats",
     "find_inception_weights",
@@ -34,5 +42,6 @@ __all__ = [
     "mode_metrics_2d",
     "precision_recall",
     "sample_generator",
+    "score_samples",
     "train_domain_classifier",
 ]

@@ -1,19 +1,25 @@
-"""One call that scores a generator against a prepared data set: ``evaluate_generator``.
+"""Scoring a trained model against a prepared data set: ``evaluate_model`` (any family) and
+``evaluate_generator`` (a bare ``G(z, c)``).
 
-Samples come from ``G(z, c)`` (the project's generator interface) with a seeded ``torch.Generator``
-so two evaluations of the same weights give the same numbers. The real reference is the held-out
+The family decides how it is sampled or applied (``GANFamily.evaluation_samples``); this module
+compares what it produced with the real reference. Samples are drawn with a seeded generator, so
+two evaluations of the same weights give the same numbers. The real reference is the held-out
 split ``data.x_test`` by default: the domain classifier is trained on ``x_train``, and held-out
 images keep its features honest (it has not fitted them) and do not reward a generator for
 memorising training images. Pass ``reference="train"`` to compare with the training split.
 
-Metric sets
-* images: ``domain_fd`` (Fréchet distance in the domain classifier's feature space, NOT FID),
-  ``kid``/``kid_std``, ``precision``/``recall``, ``density``/``coverage`` on the same features;
-  with labels ``class_coverage``, ``classes_covered``, ``class_kl``; for conditional G also
-  ``cond_accuracy`` (share of samples classified as the class they were asked for); ``fid`` only
-  when the Inception weights are on this machine.
-* points: ``modes_captured``, ``high_quality_fraction``, ``reverse_kl`` (when ``modes`` is given)
-  and precision/recall/density/coverage on the raw 2D coordinates.
+Which metrics a run produces is declared in ``ganmodels.metrics.registry`` (by data kind, for
+conditional models, with Inception weights or a known 2D mixture); ``evaluate_model`` returns
+exactly those.
+* labelled images (with a domain classifier): ``domain_fd`` (Fréchet distance in the domain
+  classifier's feature space, NOT FID), ``kid``/``kid_std``, ``precision``/``recall``,
+  ``density``/``coverage`` on the same features, ``class_coverage``, ``classes_covered``,
+  ``class_kl``; for conditional models also ``cond_accuracy`` (samples classified as the class
+  they were asked for), ``intra_fd`` (per-class domain FD, averaged) and ``cas`` (Classification
+  Accuracy Score); ``classifier_accuracy`` when given;
+* images: ``fid`` only when the Inception weights are on this machine;
+* points: ``modes_captured``, ``modes_fraction``, ``high_quality_fraction``, ``reverse_kl``
+  (when ``modes`` is given) and precision/recall/density/coverage on the raw 2D coordinates.
 
 PR/DC are computed on equal-sized random subsets of real and fake rows, as both papers assume;
 with the digits test split that is min(n_samples, 360) of each.
@@ -28,6 +34,8 @@ import torch
 from torch import nn
 
 from ganmodels.data.base import PreparedDataset
+from ganmodels.families.base import EvalSamples, GANFamily
+from ganmodels.families.noise import balanced_labels, sample_generator
 from ganmodels.metrics.fid import extract_features, feature_stats, inception_features
 from ganmodels.metrics.frechet import frechet_distance
 from ganmodels.metrics.inception import InceptionWeightsNotFound, find_inception_weights, load_fid_inception
@@ -35,39 +43,12 @@ from ganmodels.metrics.kid import kid
 from ganmodels.metrics.modes import class_coverage, mode_metrics_2d
 from ganmodels.metrics.prdc import density_coverage, precision_recall
 
-__all__ = ["evaluate_generator", "sample_generator"]
+__all__ = ["evaluate_generator", "evaluate_model", "intra_class_fd", "sample_generator", "score_samples"]
 
 
 def _module_device(module: nn.Module) -> torch.device:
     p = next(module.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def sample_generator(
-    G: nn.Module, n: int, *, seed: int = 0, batch_size: int = 256, device: str | torch.device | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Draw n samples from G in eval mode -> (samples (n, ...) float32 on CPU, labels (n,) or None).
-
-    z ~ N(0, I) and, for conditional G (``G.c_dim > 0``), labels ~ uniform over classes, both from a
-    CPU ``torch.Generator`` seeded with ``seed`` (same draws on any device). G's train/eval mode is
-    restored afterwards.
-    """
-    device = torch.device(device) if device is not None else _module_device(G)
-    gen = torch.Generator().manual_seed(seed)
-    z = torch.randn(n, G.z_dim, generator=gen)  # (n, z_dim)
-    c_dim = int(getattr(G, "c_dim", 0) or 0)
-    labels = torch.randint(0, c_dim, (n,), generator=gen) if c_dim > 0 else None
-    was_training = G.training
-    G.eval()
-    try:
-        out = []
-        for i in range(0, n, batch_size):
-            c = labels[i : i + batch_size].to(device) if labels is not None else None
-            out.append(G(z[i : i + batch_size].to(device), c).float().cpu())
-    finally:
-        G.train(was_training)
-    return torch.cat(out), labels
 
 
 def _equal_subsets(a: np.ndarray, b: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,8 +89,42 @@ def _domain_metrics(classifier, real, fake, real_labels, fake_labels, num_classe
         cov = class_coverage(fake_pred, real_labels, num_classes)
         out.update({k: float(cov[k]) for k in ("class_coverage", "classes_covered", "class_kl")})
     if fake_labels is not None:
-        out["cond_accuracy"] = float((fake_pred == fake_labels.numpy()).mean())
+        asked = fake_labels.numpy()
+        out["cond_accuracy"] = float((fake_pred == asked).mean())
+        if real_labels is not None:
+            out["intra_fd"] = intra_class_fd(real_f, real_labels, fake_f, asked, num_classes)
     return out
+
+
+def intra_class_fd(real_features: np.ndarray, real_labels: np.ndarray, fake_features: np.ndarray,
+                   fake_labels: np.ndarray, num_classes: int) -> float:
+    """Mean over classes of the Fréchet distance between real and generated features of that class
+    (the intra-class FID of Miyato & Koyama 2018, §5, here in the domain feature space).
+
+    A conditional generator that draws good images of the wrong class scores a low overall FD but a
+    high intra-class FD. Each class needs at least two real and two generated samples; classes
+    without them are refused (an evaluation too small to judge a class must not look good).
+    """
+    values = []
+    for k in range(num_classes):
+        real_k, fake_k = real_features[real_labels == k], fake_features[fake_labels == k]
+        if len(real_k) < 2 or len(fake_k) < 2:
+            raise ValueError(f"intra-class FD needs >= 2 real and >= 2 generated samples of class {k}; got "
+                             f"{len(real_k)} and {len(fake_k)} (draw more samples)")
+        values.append(frechet_distance(*feature_stats(real_k), *feature_stats(fake_k)))
+    return float(np.mean(values))
+
+
+def classification_accuracy_score(fake: torch.Tensor, fake_labels: torch.Tensor, data: PreparedDataset, *,
+                                  epochs: int, seed: int) -> float:
+    """CAS (Ravuri & Vinyals 2019): train the domain classifier's architecture on generated labelled
+    samples only, report its accuracy on the real held-out split. A generator that ignores its class
+    input, or covers a class badly, cannot teach a classifier that class."""
+    from ganmodels.metrics.classifier import train_domain_classifier
+
+    _, accuracy = train_domain_classifier(fake, fake_labels, data.x_test, data.y_test, data.num_classes,
+                                          epochs=epochs, seed=seed)
+    return float(accuracy)
 
 
 def _fid_or_none(real, fake, inception_weights, device, batch_size) -> float | None:
@@ -126,6 +141,34 @@ def _fid_or_none(real, fake, inception_weights, device, batch_size) -> float | N
     return frechet_distance(*feature_stats(real_f), *feature_stats(fake_f))
 
 
+def evaluate_model(
+    model: GANFamily,
+    data: PreparedDataset,
+    *,
+    n_samples: int = 2000,
+    classifier: nn.Module | None = None,
+    classifier_accuracy: float | None = None,
+    inception_weights: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    modes: tuple | None = None,
+    reference: str = "test",
+    cas_epochs: int = 8,
+) -> dict[str, float]:
+    """Score a trained model (its inference network, EMA weights when loaded so) against ``data``.
+
+    classifier: a trained ``DomainClassifier`` (``train_domain_classifier``) for labelled images;
+      ignored for points. inception_weights: path of the pytorch-fid weights; None searches the
+      usual places and leaves ``fid`` out when absent. modes: ``(means (K, 2), std)`` of a 2D
+      mixture. cas_epochs: epochs of the CAS classifier (conditional models).
+    """
+    samples = model.evaluation_samples(n_samples, seed=seed, batch_size=batch_size, device=device)
+    return score_samples(samples, data, model=model.generator, classifier=classifier,
+                         classifier_accuracy=classifier_accuracy, inception_weights=inception_weights, device=device,
+                         seed=seed, batch_size=batch_size, modes=modes, reference=reference, cas_epochs=cas_epochs)
+
+
 def evaluate_generator(
     G: nn.Module,
     data: PreparedDataset,
@@ -138,23 +181,62 @@ def evaluate_generator(
     batch_size: int = 256,
     modes: tuple | None = None,
     reference: str = "test",
+    cas_epochs: int = 8,
 ) -> dict[str, float]:
-    """Score G against ``data`` (see the module docstring for the metric set); flat float dict.
+    """``evaluate_model`` for a bare noise generator ``G(z, c)``; a conditional one is asked for the
+    classes in turn (balanced)."""
+    c_dim = int(getattr(G, "c_dim", 0) or 0)
+    labels = balanced_labels(n_samples, c_dim) if c_dim else None
+    fake, labels = sample_generator(G, n_samples, seed=seed, batch_size=batch_size, device=device, labels=labels)
+    return score_samples(EvalSamples(fake, labels), data, model=G, classifier=classifier,
+                         inception_weights=inception_weights, device=device, seed=seed, batch_size=batch_size,
+                         modes=modes, reference=reference, cas_epochs=cas_epochs)
 
-    classifier: a trained ``DomainClassifier`` (``train_domain_classifier``) for image data; ignored
-      for points. inception_weights: path of the pytorch-fid weights; None searches the usual places
-      and leaves ``fid`` out when absent. modes: ``(means (K, 2), std)`` of a 2D mixture.
-    """
+
+def score_samples(
+    samples: EvalSamples,
+    data: PreparedDataset,
+    *,
+    model: nn.Module | None = None,
+    classifier: nn.Module | None = None,
+    classifier_accuracy: float | None = None,
+    inception_weights: str | os.PathLike | None = None,
+    device: str | torch.device | None = None,
+    seed: int = 0,
+    batch_size: int = 256,
+    modes: tuple | None = None,
+    reference: str = "test",
+    cas_epochs: int = 8,
+) -> dict[str, float]:
+    """The metrics of generated ``samples`` against the real reference split of ``data`` (flat float dict)."""
     if reference not in ("test", "train"):
         raise ValueError(f"reference must be 'test' or 'train', got {reference!r}")
     real = data.x_test if reference == "test" else data.x_train
     real_labels = data.y_test if reference == "test" else data.y_train
-    fake, fake_labels = sample_generator(G, n_samples, seed=seed, batch_size=batch_size, device=device)
+    fake, fake_labels = samples.fake, samples.labels
     if tuple(fake.shape[1:]) != tuple(real.shape[1:]):
         raise ValueError(f"generator output shape {tuple(fake.shape[1:])} does not match the data's {tuple(real.shape[1:])}")
     if data.kind == "points":
         return _point_metrics(real, fake, modes, seed)
-    return _image_metrics(G, data, real, real_labels, fake, fake_labels, classifier, inception_weights, device, seed, batch_size)
+    out: dict[str, float] = {}
+    if classifier is not None and data.num_classes:
+        labels = real_labels.numpy() if real_labels is not None else None
+        out.update(_domain_metrics(classifier, real, fake, labels, fake_labels, data.num_classes, batch_size, seed))
+        if fake_labels is not None:
+            out["cas"] = classification_accuracy_score(fake, fake_labels, data, epochs=cas_epochs, seed=seed)
+        if classifier_accuracy is not None:
+            out["classifier_accuracy"] = float(classifier_accuracy)
+    fid_device = device if device is not None else (_module_device(model) if model is not None else "cpu")
+    fid = _fid_or_none(real, fake, inception_weights, fid_device, batch_size)
+    if fid is not None:
+        out["fid"] = fid
+    if not out:
+        raise ValueError(
+            "no image metric can be computed: pass classifier= (see train_domain_classifier) for the offline "
+            "domain metrics of labelled images, or install the FID Inception weights (see "
+            "InceptionWeightsNotFound's message)"
+        )
+    return out
 
 
 def _point_metrics(real: torch.Tensor, fake: torch.Tensor, modes: tuple | None, seed: int) -> dict[str, float]:
@@ -162,21 +244,5 @@ def _point_metrics(real: torch.Tensor, fake: torch.Tensor, modes: tuple | None, 
     if modes is not None:
         means, std = modes
         out.update({k: float(v) for k, v in mode_metrics_2d(fake, means, std).items()})
-    return out
-
-
-def _image_metrics(G, data, real, real_labels, fake, fake_labels, classifier, inception_weights, device, seed, batch_size) -> dict[str, float]:
-    out: dict[str, float] = {}
-    if classifier is not None:
-        real_labels = real_labels.numpy() if real_labels is not None else None
-        out.update(_domain_metrics(classifier, real, fake, real_labels, fake_labels, data.num_classes, batch_size, seed))
-    fid_device = device if device is not None else _module_device(G)
-    fid = _fid_or_none(real, fake, inception_weights, fid_device, batch_size)
-    if fid is not None:
-        out["fid"] = fid
-    if not out:
-        raise ValueError(
-            "no image metric can be computed: pass classifier= (see train_domain_classifier) for the offline "
-            "domain metrics, or install the FID Inception weights (see InceptionWeightsNotFound's message)"
-        )
+        out["modes_fraction"] = out["modes_captured"] / len(means)
     return out

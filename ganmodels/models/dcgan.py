@@ -13,7 +13,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ganmodels.models.layers import GAN, DNorm, MinibatchStd, d_layer, pack
+from ganmodels.data.kinds import DataKind
+from ganmodels.families.noise import NoiseGAN
+from ganmodels.models.layers import DNorm, MinibatchStd, d_layer, dcgan_init, pack
 from ganmodels.registry import register
 
 
@@ -65,7 +67,7 @@ class Generator(nn.Module):
             layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.ReLU(inplace=True)]
         layers += [nn.ConvTranspose2d(widths[-1], cfg.channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
-        init_weights(self)
+        dcgan_init(self)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         return self.net(z.reshape(z.shape[0], self.z_dim, 1, 1))  # (B, C, H, W) in [-1, 1]
@@ -86,24 +88,11 @@ class Discriminator(nn.Module):
         self.features = nn.Sequential(*layers)  # (B/pack, w_last, 4, 4)
         self.mbstd = MinibatchStd() if cfg.minibatch_std else nn.Identity()
         self.head = d_layer(nn.Conv2d(widths[-1] + int(cfg.minibatch_std), 1, 4, 1, 0), cfg.d_norm)
-        init_weights(self)
+        dcgan_init(self)
 
     def forward(self, x: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(pack(x, self.pack))
         return self.head(self.mbstd(h)).flatten()  # (B/pack,) logits
-
-
-def init_weights(module: nn.Module) -> None:
-    """N(0, 0.02) conv weights and N(1, 0.02) batch-norm scales, as in the DCGAN paper §4."""
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
-            nn.init.normal_(weight, 0.0, 0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.normal_(m.weight, 1.0, 0.02)
-            nn.init.zeros_(m.bias)
 
 
 RECIPES = {
@@ -127,7 +116,7 @@ RECIPES = {
 }
 
 
-@register("dcgan", config=DCGANConfig, data_kind="image", description="DCGAN for 16/32/64 px images",
-          recipes=RECIPES)
-def build_dcgan(cfg: DCGANConfig) -> GAN:
-    return GAN("dcgan", cfg, Generator(cfg), Discriminator(cfg))
+@register("dcgan", config=DCGANConfig, family=NoiseGAN, accepts=(DataKind.IMAGES,),
+          description="DCGAN for 16/32/64 px images", recipes=RECIPES)
+def build_dcgan(cfg: DCGANConfig) -> NoiseGAN:
+    return NoiseGAN("dcgan", cfg, Generator(cfg), Discriminator(cfg))

@@ -1,8 +1,7 @@
-"""Blocks shared by the model families: normalisation choice, minibatch std, PacGAN packing, GAN container."""
+"""Blocks shared by the models: normalisation choice, minibatch std, PacGAN packing."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Literal
 
 import torch
@@ -53,20 +52,14 @@ def pack(x: torch.Tensor, m: int) -> torch.Tensor:
     return x.reshape(b // m, m * x.shape[1], *x.shape[2:])
 
 
-class GAN(nn.Module):
-    """A generator and a discriminator trained together, with the resolved config that built them.
-
-    Noise-to-sample families call ``G(z, c)``; ``c`` is ``None`` for unconditional models.
-    """
-
-    family = "noise2sample"
-
-    def __init__(self, name: str, config, G: nn.Module, D: nn.Module):
-        super().__init__()
-        self.name = name
-        self.config = config
-        self.G = G
-        self.D = D
-
-    def config_dict(self) -> dict:
-        return dataclasses.asdict(self.config)
+def dcgan_init(module: nn.Module) -> None:
+    """N(0, 0.02) conv weights and N(1, 0.02) batch-norm scales, as in the DCGAN paper §4."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            nn.init.normal_(weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)

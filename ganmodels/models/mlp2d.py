@@ -11,7 +11,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ganmodels.models.layers import GAN, DNorm, MinibatchStd, d_layer, pack
+from ganmodels.data.kinds import DataKind
+from ganmodels.families.noise import NoiseGAN
+from ganmodels.models.layers import DNorm, MinibatchStd, d_layer, pack
 from ganmodels.registry import register
 
 
@@ -93,7 +95,7 @@ RECIPES = {
 }
 
 
-@register("mlp2d", config=MLP2DConfig, data_kind="points", description="MLP GAN for 2D point sets",
-          recipes=RECIPES)
-def build_mlp2d(cfg: MLP2DConfig) -> GAN:
-    return GAN("mlp2d", cfg, Generator(cfg), Discriminator(cfg))
+@register("mlp2d", config=MLP2DConfig, family=NoiseGAN, accepts=(DataKind.POINTS,),
+          description="MLP GAN for 2D point sets", recipes=RECIPES)
+def build_mlp2d(cfg: MLP2DConfig) -> NoiseGAN:
+    return NoiseGAN("mlp2d", cfg, Generator(cfg), Discriminator(cfg))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ganmodels.metrics.evaluate import sample_generator
+from ganmodels.families.noise import sample_generator
 from ganmodels.metrics.fid import extract_features
 from ganmodels.metrics.modes import class_coverage, mode_metrics_2d
 from ganmodels.metrics.prdc import precision_recall

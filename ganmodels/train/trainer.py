@@ -1,35 +1,50 @@
-"""The trainer owns the loop, the device, checkpoints, EMA, the divergence guard and callbacks.
+"""The trainer owns what every model family shares: the loop, the device, the divergence guard and
+rollback, EMA, checkpoints, exact resume and callbacks.
 
-The model family supplies the forward passes (``G(z, c)``, ``D(x, c)``); the trainer runs the
-alternating updates. All randomness of a step (batch indices, noise, augmentation, penalties) comes
-from one explicit CPU ``torch.Generator`` whose state is checkpointed, so on CPU a run is bitwise
-reproducible and ``N steps == N/2 steps + resume + N/2 steps``.
+The family (``ganmodels.families``) owns what differs: its named networks and optimiser groups,
+how training inputs are drawn, and the phases of a step. The trainer runs each phase as one
+update: the family computes the loss, the trainer does backward, checks the loss and gradient
+norm, and only then steps the optimiser, so a bad update is never applied.
+
+All randomness of a step (batch indices, noise, augmentation, penalties) comes from one explicit
+CPU ``torch.Generator`` whose state is checkpointed, so on CPU a run is bitwise reproducible and
+``N steps == N/2 steps + resume + N/2 steps``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 import torch
 from torch import nn
 
-from ganmodels.augment import diff_augment, parse_policy
+from ganmodels.augment import parse_policy
 from ganmodels.data.base import PreparedDataset
-from ganmodels.losses import get_loss, gradient_penalty, r1_penalty
+from ganmodels.families.base import GANFamily, Phase, StepContext
+from ganmodels.losses import get_loss
 from ganmodels.train.callbacks import Callback, RollbackEvent
 from ganmodels.train.checkpoint import load_checkpoint, save_checkpoint
 from ganmodels.train.config import TrainConfig
 from ganmodels.train.ema import make_ema, update_ema
 
+log = logging.getLogger(__name__)
+
+# Train-config fields a resumed run may change: how long it runs and where/how often it saves.
+# Anything else (losses, learning rates, EMA, regularisers, seed) would make the resumed run a
+# different run than the one whose checkpoint it continues.
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "device"})
+
 
 class DivergenceDetected(Exception):
-    """A step produced a non-finite or runaway loss or gradient; its update was not applied."""
+    """A step produced a non-finite or runaway loss or gradient, or the state became non-finite;
+    the offending update was not applied (or not kept)."""
 
     def __init__(self, step: int, reason: str):
         super().__init__(f"step {step}: {reason}")
@@ -44,6 +59,10 @@ class TrainingDiverged(RuntimeError):
         self.step, self.reason, self.rollbacks = step, reason, rollbacks
 
 
+class ResumeError(ValueError):
+    """A checkpoint cannot be resumed by this trainer (missing, or written by a different run)."""
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -54,6 +73,7 @@ class TrainResult:
     checkpoint: Path | None
     seconds: float
     events: list[RollbackEvent] = field(default_factory=list)
+    resumed_from: int | None = None  # the checkpoint step training continued from, if any
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -77,10 +97,12 @@ def seed_everything(seed: int) -> None:
 
 
 class Trainer:
-    def __init__(self, gan: nn.Module, data: PreparedDataset, cfg: TrainConfig, *,
+    def __init__(self, model: GANFamily, data: PreparedDataset, cfg: TrainConfig, *,
                  workdir: str | Path | None = None, callbacks: Iterable[Callback] = (),
                  data_info: dict | None = None):
-        self.gan, self.data, self.cfg = gan, data, cfg
+        if not isinstance(model, GANFamily):
+            raise TypeError(f"Trainer needs a model family instance (ganmodels.build(...)), got {type(model).__name__}")
+        self.model, self.data, self.cfg = model, data, cfg
         self.workdir = Path(workdir) if workdir is not None else None
         self.callbacks = list(callbacks)
         self.data_info = data_info or {"name": data.name, "hash": data.data_hash, "config": dict(data.config)}
@@ -88,18 +110,20 @@ class Trainer:
         self.use_amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
         self.loss = get_loss(cfg.loss)
         self.augment = parse_policy(cfg.diffaugment)
-        self._check_compatible()
+        model.check_data(data)
+        self.phases: tuple[Phase, ...] = model.phases(cfg)
 
         image = data.kind == "image"
         fmt = torch.channels_last if (image and self.device.type == "cuda") else torch.contiguous_format
-        self.gan.to(self.device, memory_format=fmt) if image else self.gan.to(self.device)
-        self.G, self.D = self.gan.G.train(), self.gan.D.train()
-        self.G_ema = make_ema(self.G) if cfg.ema_beta > 0 else None
-        self.x = data.x_train.to(self.device).contiguous(memory_format=fmt) if image else data.x_train.to(self.device)
-        self.y = data.y_train.to(self.device) if (data.y_train is not None and self.G.c_dim) else None
-
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+        model.to(self.device, memory_format=fmt) if image else model.to(self.device)
+        self.networks: dict[str, nn.Module] = {name: net.train() for name, net in model.networks().items()}
+        self.ema: dict[str, nn.Module] = ({name: make_ema(self.networks[name]) for name in model.ema_networks}
+                                          if cfg.ema_beta > 0 else {})
+        self.tensors = model.training_tensors(data, self.device, fmt)
+        self.groups = model.optimisers(cfg)
+        self.optimisers = {name: torch.optim.Adam(self._parameters(group.networks), lr=group.lr, betas=group.betas)
+                           for name, group in self.groups.items()}
+        self._check_phases()
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.step = 0
         self.lr_scale = 1.0
@@ -110,8 +134,9 @@ class Trainer:
     # -- public API -------------------------------------------------------------------------
     @property
     def generator(self) -> nn.Module:
-        """The generator to evaluate and export: the EMA copy when enabled."""
-        return self.G_ema if self.G_ema is not None else self.G
+        """The network to evaluate and export: the EMA copy of the family's inference network when enabled."""
+        name = self.model.inference_network
+        return self.ema.get(name, self.networks[name])
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -121,43 +146,77 @@ class Trainer:
         """Callbacks call this to end training after the current step (e.g. persistent collapse)."""
         self._stop_reason = reason
 
-    def fit(self, steps: int | None = None, *, resume: bool = False) -> TrainResult:
-        """Train until ``steps`` total steps (default ``cfg.steps``); resume from the workdir checkpoint."""
+    def fit(self, steps: int | None = None, *, resume: bool | Literal["auto"] = False) -> TrainResult:
+        """Train until ``steps`` total steps (default ``cfg.steps``).
+
+        resume: True continues from the workdir checkpoint and raises ``ResumeError`` when there is
+        none; ``"auto"`` continues when one exists and otherwise starts fresh (logged); False
+        always starts from this trainer's current state.
+        """
         total = self.cfg.steps if steps is None else steps
-        if resume and self.checkpoint_path and self.checkpoint_path.is_file():
-            self.load_state_dict(load_checkpoint(self.checkpoint_path, self.device))
+        resumed_from = self._resume(resume)
         t0 = time.perf_counter()
         events: list[RollbackEvent] = []
-        self._remember_good()
+        self._remember_good(check=False)  # the starting point: the initial weights or the checkpoint read
         for cb in self.callbacks:
             cb.on_train_start(self)
         logs: dict[str, float] = {}
-        while self.step < total and not self._stop_reason:
+        while True:
             try:
-                logs = self.train_step()
+                logs = self._run_until(total, logs)
+                path = self._checkpoint()
+                break
             except DivergenceDetected as div:
                 events.append(self._rollback(div))
-                continue
+        result = TrainResult(self.step, logs, self.rollbacks, bool(self._stop_reason), self._stop_reason, path,
+                             time.perf_counter() - t0, events, resumed_from)
+        for cb in self.callbacks:
+            cb.on_train_end(self, result)
+        return result
+
+    def _run_until(self, total: int, logs: dict[str, float]) -> dict[str, float]:
+        while self.step < total and not self._stop_reason:
+            logs = self.train_step()
             self.step += 1
             for cb in self.callbacks:
                 cb.on_step_end(self, self.step, logs)
             if self.step % self.cfg.checkpoint_every == 0 and self.step < total:
                 self._checkpoint()
-        path = self._checkpoint()
-        result = TrainResult(self.step, logs, self.rollbacks, bool(self._stop_reason), self._stop_reason, path,
-                             time.perf_counter() - t0, events)
-        for cb in self.callbacks:
-            cb.on_train_end(self, result)
-        return result
+        return logs
+
+    def _resume(self, resume: bool | Literal["auto"]) -> int | None:
+        if resume not in (True, False, "auto"):
+            raise ValueError(f"resume must be True, False or 'auto', got {resume!r}")
+        if not resume:
+            return None
+        path = self.checkpoint_path
+        if path is None or not path.is_file():
+            where = path if path is not None else "(no workdir given)"
+            if resume == "auto":
+                log.info("no checkpoint at %s: training starts from step 0", where)
+                return None
+            raise ResumeError(f"cannot resume: no checkpoint at {where}; train without resume to start a new run")
+        self.load_state_dict(load_checkpoint(path, self.device))
+        log.info("resumed from %s at step %d", path, self.step)
+        return self.step
 
     # -- one step ---------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         logs: dict[str, float] = {}
-        for _ in range(self.cfg.d_steps):
-            logs.update(self._d_step())
-        logs.update(self._g_step())
-        if self.G_ema is not None:
-            update_ema(self.G_ema, self.G, 0.0 if self.step < self.cfg.ema_start else self.cfg.ema_beta)
+        ctx = StepContext(self.step, self.cfg, self.gen, self.device, self.loss, self.augment, self.tensors,
+                          self._autocast)
+        for phase in self.phases:
+            if self.step % phase.every:
+                continue
+            for _ in range(phase.repeat):
+                loss, extra = self.model.phase_loss(phase, ctx)
+                numbers = self._update(phase, loss)
+                numbers.update({k: v.detach() for k, v in extra.items()})
+                logs.update(self._to_floats(numbers))
+        if self.ema:
+            beta = 0.0 if self.step < self.cfg.ema_start else self.cfg.ema_beta
+            for name, ema in self.ema.items():
+                update_ema(ema, self.networks[name], beta)
         return logs
 
     def _autocast(self):
@@ -165,61 +224,15 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        idx = torch.randint(len(self.x), (self.cfg.batch_size,), generator=self.gen).to(self.device)
-        return self.x[idx], (self.y[idx] if self.y is not None else None)
-
-    def _latent(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        b = self.cfg.batch_size
-        z = torch.randn(b, self.G.z_dim, generator=self.gen).to(self.device)
-        c = torch.randint(self.G.c_dim, (b,), generator=self.gen).to(self.device) if self.G.c_dim else None
-        return z, c
-
-    def _D(self, x: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
-        return self.D(diff_augment(x, self.augment, self.gen), c)
-
-    def _d_step(self) -> dict[str, float]:
-        real, c_real = self._batch()
-        z, c_fake = self._latent()
-        with self._autocast():
-            with torch.no_grad():
-                fake = self.G(z, c_fake)
-            real_logits, fake_logits = self._D(real, c_real), self._D(fake, c_fake)
-            loss = self.loss.d_loss(real_logits.float(), fake_logits.float())
-            extra = self._d_regularisers(real, fake, c_real)
-        total = loss + sum(extra.values(), torch.zeros((), device=self.device))
-        numbers = self._update(self.opt_d, self.D, total, "d")
-        numbers.update({"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()})
-        numbers.update({k: v.detach() for k, v in extra.items()})
-        return self._to_floats(numbers, loss)
-
-    def _d_regularisers(self, real, fake, c_real) -> dict[str, torch.Tensor]:
-        cfg, out = self.cfg, {}
-        if self.step % cfg.reg_every:
-            return out
-        if cfg.r1_gamma > 0:
-            out["r1"] = 0.5 * cfg.r1_gamma * cfg.reg_every * r1_penalty(lambda x: self._D(x, c_real), real)
-        if cfg.gp_lambda > 0:
-            out["gp"] = cfg.gp_lambda * cfg.reg_every * gradient_penalty(
-                lambda x: self._D(x, c_real), real, fake, self.gen)
-        return out
-
-    def _g_step(self) -> dict[str, float]:
-        z, c = self._latent()
-        with self._autocast():
-            fake = self.G(z, c)
-            loss = self.loss.g_loss(self._D(fake, c).float())
-        numbers = self._update(self.opt_g, self.G, loss, "g")
-        return self._to_floats(numbers, loss, prefix="g")
-
-    def _update(self, opt: torch.optim.Optimizer, module: nn.Module, loss: torch.Tensor, name: str) -> dict:
+    def _update(self, phase: Phase, loss: torch.Tensor) -> dict[str, torch.Tensor]:
         """Backward, check, then step. The check runs before ``opt.step()``: a bad update is never applied."""
+        opt = self.optimisers[phase.optimiser]
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        numbers: dict[str, torch.Tensor] = {f"{name}_loss": loss.detach()}
+        numbers: dict[str, torch.Tensor] = {f"{phase.log_prefix}_loss": loss.detach()}
         if self.cfg.guard.enabled:
-            grads = [p.grad for p in module.parameters() if p.grad is not None]
-            numbers[f"{name}_grad_norm"] = torch.nn.utils.get_total_norm(grads)
+            grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+            numbers[f"{phase.log_prefix}_grad_norm"] = torch.nn.utils.get_total_norm(grads)
             self._guard({k: float(v) for k, v in numbers.items()})  # one host sync per update
         opt.step()
         return numbers
@@ -234,15 +247,20 @@ class Trainer:
                 raise DivergenceDetected(self.step, f"{key}={value:.4g} exceeds the limit {limit:g}")
 
     @staticmethod
-    def _to_floats(numbers: dict[str, torch.Tensor], loss: torch.Tensor, prefix: str = "d") -> dict[str, float]:
-        numbers.setdefault(f"{prefix}_loss", loss.detach())
+    def _to_floats(numbers: dict[str, torch.Tensor]) -> dict[str, float]:
         keys = list(numbers)
         values = torch.stack([numbers[k].float().reshape(()) for k in keys]).tolist()
         return dict(zip(keys, values))
 
     # -- divergence recovery -----------------------------------------------------------------
-    def _remember_good(self) -> None:
-        self._last_good = _to_cpu(self.state_dict())
+    def _remember_good(self, check: bool = True) -> None:
+        """Snapshot the state as the rollback target; a non-finite state never becomes one."""
+        state = _to_cpu(self.state_dict())
+        if check:
+            bad = _non_finite(state)
+            if bad:
+                raise DivergenceDetected(self.step, f"non-finite values in {bad} at checkpoint time")
+        self._last_good = state
 
     def _rollback(self, div: DivergenceDetected) -> RollbackEvent:
         g = self.cfg.guard
@@ -260,44 +278,64 @@ class Trainer:
         return event
 
     def _apply_lr(self) -> None:
-        for opt, base in ((self.opt_g, self.cfg.lr_g), (self.opt_d, self.cfg.lr_d)):
+        for name, opt in self.optimisers.items():
             for group in opt.param_groups:
-                group["lr"] = base * self.lr_scale
+                group["lr"] = self.groups[name].lr * self.lr_scale
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
-            "model": self.gan.name,
-            "model_config": self.gan.config_dict(),
+            "model": self.model.name,
+            "family": self.model.family,
+            "model_config": self.model.config_dict(),
             "train_config": self.cfg.to_dict(),
             "data": self.data_info,
             "step": self.step,
-            "G": self.G.state_dict(),
-            "D": self.D.state_dict(),
-            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
-            "opt_G": self.opt_g.state_dict(),
-            "opt_D": self.opt_d.state_dict(),
+            "networks": {name: net.state_dict() for name, net in self.networks.items()},
+            "ema": {name: ema.state_dict() for name, ema in self.ema.items()},
+            "optimisers": {name: opt.state_dict() for name, opt in self.optimisers.items()},
+            "family_state": self.model.family_state(),
             "rng": {"trainer": self.gen.get_state(), "torch": torch.get_rng_state()},
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
+            "stop_reason": self._stop_reason,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        if state["model"] != self.gan.name or state["model_config"] != self.gan.config_dict():
-            raise ValueError(f"checkpoint holds model {state['model']!r} with another config; "
-                             f"it cannot resume this {self.gan.name!r} run (use a fresh workdir)")
-        self.G.load_state_dict(state["G"])
-        self.D.load_state_dict(state["D"])
-        if self.G_ema is not None and state.get("G_ema") is not None:
-            self.G_ema.load_state_dict(state["G_ema"])
-        self.opt_g.load_state_dict(state["opt_G"])
-        self.opt_d.load_state_dict(state["opt_D"])
+        self._check_resumable(state)
+        for name, net in self.networks.items():
+            net.load_state_dict(state["networks"][name])
+        for name, ema in self.ema.items():
+            saved = state["ema"].get(name)
+            ema.load_state_dict(saved if saved is not None else state["networks"][name])
+        for name, opt in self.optimisers.items():
+            opt.load_state_dict(state["optimisers"][name])
+        self.model.load_family_state(state.get("family_state") or {})
         self.gen.set_state(state["rng"]["trainer"].cpu())
         torch.set_rng_state(state["rng"]["torch"].cpu())
         self.step = int(state["step"])
         self.lr_scale = float(state.get("lr_scale", 1.0))
         self.rollbacks = int(state.get("rollbacks", 0))
+        self._stop_reason = str(state.get("stop_reason", ""))
         self._apply_lr()
+
+    def _check_resumable(self, state: dict) -> None:
+        fix = "use a fresh workdir, or resume with the run's own settings"
+        if state["model"] != self.model.name or state["model_config"] != self.model.config_dict():
+            raise ResumeError(f"checkpoint holds model {state['model']!r} with another config; it cannot resume "
+                              f"this {self.model.name!r} run ({fix})")
+        changed = sorted(k for k in set(state["train_config"]) | set(self.cfg.to_dict())
+                         if k not in RESUMABLE_CHANGES and state["train_config"].get(k) != self.cfg.to_dict().get(k))
+        if changed:
+            raise ResumeError(f"checkpoint was trained with other train settings ({', '.join(changed)}); {fix}")
+        saved_hash, this_hash = (state.get("data") or {}).get("hash"), self.data_info.get("hash")
+        if saved_hash and this_hash and saved_hash != this_hash:
+            raise ResumeError(f"checkpoint was trained on data version {saved_hash[:12]} but this run's data is "
+                              f"{this_hash[:12]}; {fix}")
+        missing = sorted(set(self.networks) - set(state["networks"])) + sorted(set(self.optimisers) -
+                                                                              set(state["optimisers"]))
+        if missing:
+            raise ResumeError(f"checkpoint lacks {missing}; it was written by another model family")
 
     def _checkpoint(self) -> Path | None:
         self._remember_good()
@@ -308,15 +346,18 @@ class Trainer:
             cb.on_checkpoint(self, path)
         return path
 
-    def _check_compatible(self) -> None:
-        kind = getattr(self.gan.G, "out_shape", None)
-        if kind is not None and tuple(kind) != tuple(self.data.sample_shape):
-            raise ValueError(f"model {self.gan.name!r} generates samples of shape {tuple(kind)} but data set "
-                             f"{self.data.name!r} has {tuple(self.data.sample_shape)}; set the model's "
-                             "resolution/channels to match the data")
-        pack = getattr(self.gan.config, "pack", 1)
-        if self.cfg.batch_size % pack:
-            raise ValueError(f"train.batch_size={self.cfg.batch_size} must be divisible by model.pack={pack}")
+    # -- set-up checks ---------------------------------------------------------------------------
+    def _parameters(self, names: tuple[str, ...]) -> list[nn.Parameter]:
+        unknown = sorted(set(names) - set(self.networks))
+        if unknown:
+            raise ValueError(f"family {self.model.family!r} names networks {unknown} it does not have")
+        return [p for name in names for p in self.networks[name].parameters()]
+
+    def _check_phases(self) -> None:
+        for phase in self.phases:
+            if phase.optimiser not in self.optimisers:
+                raise ValueError(f"phase {phase.name!r} steps optimiser {phase.optimiser!r}, which family "
+                                 f"{self.model.family!r} does not define ({sorted(self.optimisers)})")
 
 
 def _to_cpu(obj):
@@ -327,3 +368,20 @@ def _to_cpu(obj):
     if isinstance(obj, (list, tuple)):
         return type(obj)(_to_cpu(v) for v in obj)
     return obj
+
+
+def _non_finite(state: dict) -> list[str]:
+    """Names of the floating-point tensors of networks, EMA and optimiser states holding NaN or inf."""
+    bad: list[str] = []
+
+    def visit(obj, name: str) -> None:
+        if isinstance(obj, torch.Tensor):
+            if obj.is_floating_point() and not bool(torch.isfinite(obj).all()):
+                bad.append(name)
+        elif isinstance(obj, dict):
+            for key, value in obj.items():
+                visit(value, f"{name}.{key}")
+
+    for section in ("networks", "ema", "optimisers"):
+        visit(state.get(section) or {}, section)
+    return bad[:5]

@@ -9,11 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from ganmodels.data.base import DataConfig, SourceData
+from ganmodels.data.kinds import DataKind
 from ganmodels.data.registry import register_dataset
 from ganmodels.data.splits import cap_indices
 
 
-@register_dataset("digits", description="scikit-learn's bundled 8x8 digits, 1,797 images, 10 classes")
+@register_dataset("digits", kind=DataKind.LABELLED_IMAGES,
+                  description="scikit-learn's bundled 8x8 digits, 1,797 images, 10 classes")
 def read_digits(cfg: DataConfig) -> SourceData:
     from sklearn.datasets import load_digits  # heavy import, only when used
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ganmodels.data.base import DataConfig, DataError, SourceData
+from ganmodels.data.kinds import DataKind, kind_of
 from ganmodels.data.registry import register_dataset
 from ganmodels.data.splits import cap_indices
 
@@ -79,7 +80,17 @@ def read_image(path: Path) -> tuple[np.ndarray, int]:
     raise DataError(f"image file {path} has PIL mode {mode!r}, which is not supported; save it as 8- or 16-bit L/RGB(A)")
 
 
-@register_dataset("folder", description="a directory of images (sub-folders as classes), read with PIL")
+def folder_kind(cfg: DataConfig) -> DataKind:
+    """Labelled images when the folder has class sub-folders (file names only, nothing decoded)."""
+    root = Path(cfg.root or "")
+    if not root.is_dir():
+        raise DataError(f"folder data set: data.root {root} is not a directory")
+    labels, _ = class_labels(find_images(root))
+    return kind_of("image", labelled=labels is not None)
+
+
+@register_dataset("folder", kind=folder_kind,
+                  description="a directory of images (sub-folders as classes), read with PIL")
 def read_folder(cfg: DataConfig) -> SourceData:
     root = Path(cfg.root or "")
     if not root.is_dir():

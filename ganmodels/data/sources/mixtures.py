@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from ganmodels.data.base import DataConfig, DataError, SourceData
+from ganmodels.data.kinds import DataKind
 from ganmodels.data.registry import register_dataset
 from ganmodels.data.splits import STREAM_MIXTURE_TEST, STREAM_MIXTURE_TRAIN, seeded_rng
 
@@ -81,11 +82,13 @@ def read_mixture(cfg: DataConfig) -> SourceData:
     )
 
 
-@register_dataset("ring8", description="8 Gaussians on the unit circle, std 0.01 (2D points)")
+@register_dataset("ring8", kind=DataKind.POINTS,
+                  description="8 Gaussians on the unit circle, std 0.01 (2D points)")
 def read_ring8(cfg: DataConfig) -> SourceData:
     return read_mixture(cfg)
 
 
-@register_dataset("grid25", description="25 Gaussians on {-4,-2,0,2,4}^2, std 0.05 (2D points)")
+@register_dataset("grid25", kind=DataKind.POINTS,
+                  description="25 Gaussians on {-4,-2,0,2,4}^2, std 0.05 (2D points)")
 def read_grid25(cfg: DataConfig) -> SourceData:
     return read_mixture(cfg)

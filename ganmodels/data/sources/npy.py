@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ganmodels.data.base import DataConfig, DataError, SourceData
+from ganmodels.data.kinds import DataKind, kind_of
 from ganmodels.data.registry import register_dataset
 from ganmodels.data.splits import cap_indices
 
@@ -82,7 +83,17 @@ def read_labels(path: Path, n: int) -> tuple[np.ndarray | None, list[str] | None
     return labels.astype(np.int64), [str(v) for v in values.tolist()]
 
 
-@register_dataset("npy", description="one .npy array: (N,H,W), (N,C,H,W), (N,H,W,C) images or (N,2) points")
+def npy_kind(cfg: DataConfig) -> DataKind:
+    """From the array's header (shape) and whether a labels file lies beside it; no data read."""
+    path = Path(cfg.root or "")
+    if path.suffix.lower() != ".npy" or not path.is_file():
+        raise DataError(f"npy data set: data.root {path} must be an existing .npy file")
+    layout = sample_layout(load_array(path).shape, path)  # memory-mapped: only the header is read
+    return kind_of("points" if layout == "points" else "image", labelled=labels_path(path).is_file())
+
+
+@register_dataset("npy", kind=npy_kind,
+                  description="one .npy array: (N,H,W), (N,C,H,W), (N,H,W,C) images or (N,2) points")
 def read_npy(cfg: DataConfig) -> SourceData:
     path = Path(cfg.root or "")
     if path.suffix.lower() != ".npy" or not path.is_file():

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ganmodels.data.base import DataConfig, DataError, SourceData
+from ganmodels.data.kinds import DataKind
 from ganmodels.data.registry import register_dataset
 from ganmodels.data.splits import cap_indices
 
@@ -110,12 +111,14 @@ def read_mnist_like(cfg: DataConfig, torchvision_class: str) -> SourceData:
     return official_split_source(cfg, parts, list(train.classes), origin=str(raw))
 
 
-@register_dataset("mnist", description="MNIST handwritten digits (torchvision layout), 28x28 grey, 10 classes")
+@register_dataset("mnist", kind=DataKind.LABELLED_IMAGES,
+                  description="MNIST handwritten digits (torchvision layout), 28x28 grey, 10 classes")
 def read_mnist(cfg: DataConfig) -> SourceData:
     return read_mnist_like(cfg, "MNIST")
 
 
-@register_dataset("fashion-mnist", description="Fashion-MNIST (torchvision layout), 28x28 grey, 10 classes")
+@register_dataset("fashion-mnist", kind=DataKind.LABELLED_IMAGES,
+                  description="Fashion-MNIST (torchvision layout), 28x28 grey, 10 classes")
 def read_fashion_mnist(cfg: DataConfig) -> SourceData:
     return read_mnist_like(cfg, "FashionMNIST")
 
@@ -165,7 +168,8 @@ def read_cifar_batch(path: Path) -> tuple[list[np.ndarray], np.ndarray]:
     return list(images), labels
 
 
-@register_dataset("cifar10", description="CIFAR-10 (torchvision layout), 32x32 RGB, 10 classes")
+@register_dataset("cifar10", kind=DataKind.LABELLED_IMAGES,
+                  description="CIFAR-10 (torchvision layout), 32x32 RGB, 10 classes")
 def read_cifar10(cfg: DataConfig) -> SourceData:
     root = default_root(cfg)
     folder = root / CIFAR10_FOLDER

@@ -1,10 +1,8 @@
-"""Data validation of raw ``SourceData`` with Great Expectations, before anything is prepared.
+"""Great Expectations suites over the profiling tables, run in an ephemeral context, with Data Docs.
 
-Two steps on purpose. ``sample_statistics`` turns the source into a plain per-sample table (shape,
-dtype, value statistics, NaN/inf counts, label validity, content hash) with numpy alone, so it is
-fast and testable without GX. ``validate`` then judges that table with an expectation suite built in
-code for the data-set kind, and a second small suite on the per-class count table, and writes
-the table, GX Data Docs and a JSON summary into one output directory.
+``validate`` profiles the source (``profiling``), judges the per-sample table with an expectation
+suite built in code for the data's modality, and the per-class count table with a second small
+suite, and writes the table, GX Data Docs and a JSON summary into one output directory.
 
 GX is imported lazily, inside the functions that need it: importing this module has no side
 effects and costs nothing. The GX context is ephemeral (in-memory stores) and its only file output
@@ -13,23 +11,23 @@ is a filesystem Data Docs site under ``out_dir``, so no ``gx/`` folder appears i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import time
 import urllib.parse
 import urllib.request
-import warnings
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from ganmodels.data.base import DataError, SourceData
+from ganmodels.data.base import SourceData
+from pipelines.config import ValidationConfig
+from pipelines.errors import DataValidationError
+from pipelines.validation.profiling import class_counts, sample_statistics
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import great_expectations as gx_type
@@ -39,75 +37,7 @@ CLASS_COUNTS_FILE = "class_counts.csv"
 SUMMARY_FILE = "validation_summary.json"
 DOCS_DIR = "data_docs"
 
-# Elements per chunk when stacking equally shaped images into float64: 2**24 * 8 bytes = 128 MiB,
-# so CIFAR-size sets (50k x 3072) never materialise as one 1.2 GB array.
-_CHUNK_ELEMENTS = 1 << 24
-
 _TELEMETRY_OFF = {"GX_ANALYTICS_ENABLED": "False", "DO_NOT_TRACK": "1"}
-
-
-# --------------------------------------------------------------------------------------------
-# Configuration and report types
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ValidationConfig:
-    """Thresholds for the expectation suites; the pipeline reads them from ``params.yaml``.
-
-    Checks without a threshold here are strict (every row must pass): NaN and inf counts, the
-    declared value range, the channel set, the minimum image size and label validity. A single bad
-    sample of those kinds points at a broken reader or a corrupt file, not at noise.
-
-    min_samples: the table must have at least this many rows (images or points).
-    min_image_size: smallest height and width accepted, in pixels.
-    allowed_channels: channel counts accepted; (H, W) arrays count as 1 channel.
-    max_blank_share: share of constant images (std == 0) tolerated, as GX ``mostly = 1 - share``.
-      A few empty scans are harmless; many mean a reader that fills with zeros.
-    max_duplicate_share: share of byte-identical repeats tolerated (the first copy is not counted).
-    min_class_ratio: smallest class count / largest class count, over classes that are present.
-      Every class must also be present (count >= 1); that is a separate expectation.
-    points_abs_bound: 2D points must satisfy |x|, |y| <= this bound.
-    example_ids: how many offending sample ids each failure names.
-    """
-
-    min_samples: int = 100
-    min_image_size: int = 8
-    allowed_channels: tuple[int, ...] = (1, 3)
-    max_blank_share: float = 0.01
-    max_duplicate_share: float = 0.01
-    min_class_ratio: float = 0.2
-    points_abs_bound: float = 1e3
-    example_ids: int = 5
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "allowed_channels", tuple(int(c) for c in self.allowed_channels))
-        for name in ("max_blank_share", "max_duplicate_share", "min_class_ratio"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"ValidationConfig.{name} must lie in [0, 1], got {value!r}")
-        for name in ("min_samples", "min_image_size", "example_ids"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"ValidationConfig.{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.points_abs_bound <= 0:
-            raise ValueError(f"ValidationConfig.points_abs_bound must be > 0, got {self.points_abs_bound!r}")
-        if not self.allowed_channels:
-            raise ValueError("ValidationConfig.allowed_channels must not be empty")
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any] | None) -> "ValidationConfig":
-        """Build from a ``params.yaml`` section; unknown keys are an error, not silently ignored."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown validation setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["allowed_channels"] = list(self.allowed_channels)
-        return d
 
 
 @dataclass
@@ -152,14 +82,6 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-class DataValidationError(Exception):
-    """The source data failed validation. ``report`` holds the details; the message says what and where."""
-
-    def __init__(self, report: ValidationReport) -> None:
-        self.report = report
-        super().__init__(report.format())
-
-
 def _format_failure(failure: dict) -> str:
     column = f"(column={failure['column']!r})" if failure.get("column") else "(table)"
     text = f"  - {failure['expectation']}{column} [{failure['check']}]"
@@ -177,205 +99,6 @@ def _format_failure(failure: dict) -> str:
     if failure.get("description"):
         text += f"\n      why: {failure['description']}"
     return text
-
-
-# --------------------------------------------------------------------------------------------
-# Per-sample statistics (numpy only)
-# --------------------------------------------------------------------------------------------
-
-
-def sample_statistics(source: SourceData) -> pd.DataFrame:
-    """One row per sample; columns depend on ``source.kind``.
-
-    images: id, ndim, height, width, channels, dtype, min, max, mean, std, nan_count, inf_count,
-      label (nullable Int64), label_valid (nullable boolean, NA when unlabelled), hash, duplicate.
-      min/max/mean/std are taken over the finite values only, so a NaN or inf shows up in its own
-      count column and not again as an out-of-range value; std is the population std (ddof=0),
-      exactly 0 for constant images (min == max).
-      hash is sha1 over the shape and the raw bytes; duplicate is True for every repeat of a hash
-      seen earlier in the source (the first copy is not a duplicate).
-    points: id, x, y, finite, label, label_valid.
-    """
-    n = len(source.ids)
-    if source.kind == "image":
-        table = _image_statistics(source.samples, source.ids)
-    elif source.kind == "points":
-        table = _point_statistics(source.samples, source.ids)
-    else:
-        raise DataError(f"{source.name}: unknown data kind {source.kind!r}; expected 'image' or 'points'")
-    label, valid = _label_columns(source, n)
-    table["label"] = label
-    table["label_valid"] = valid
-    if source.kind == "image":  # keep hash/duplicate last, as documented
-        table = table[[c for c in table.columns if c not in ("hash", "duplicate")] + ["hash", "duplicate"]]
-    return table
-
-
-def _image_statistics(samples: list[np.ndarray] | np.ndarray, ids: list[str]) -> pd.DataFrame:
-    n = len(ids)
-    if len(samples) != n:
-        raise DataError(f"{len(samples)} image samples but {n} ids; a reader must give one id per sample")
-    arrays = [np.asarray(s) for s in samples]
-    dtype_names = {dt: str(dt) for dt in {a.dtype for a in arrays}}  # str(dtype) is slow; 60k calls add up
-    bad = [name for dt, name in dtype_names.items() if dt.kind not in "biuf"]
-    if bad:
-        first = next(ids[i] for i, a in enumerate(arrays) if a.dtype.kind not in "biuf")
-        raise DataError(f"image dtype(s) {bad} are not numeric, e.g. {first}")
-    shapes = [a.shape for a in arrays]
-    ndim = np.array([len(s) for s in shapes], dtype=np.int64)
-    height = np.array([s[0] if len(s) >= 1 else 1 for s in shapes], dtype=np.int64)
-    width = np.array([s[1] if len(s) >= 2 else 1 for s in shapes], dtype=np.int64)
-    channels = np.array([s[2] if len(s) == 3 else (1 if len(s) == 2 else -1) for s in shapes], dtype=np.int64)
-    values = _value_statistics(arrays, shapes)
-    hashes = [_content_hash(a) for a in arrays]
-    table = pd.DataFrame(
-        {
-            "id": pd.array(list(ids), dtype=object),
-            "ndim": ndim,
-            "height": height,
-            "width": width,
-            "channels": channels,
-            "dtype": [dtype_names[a.dtype] for a in arrays],
-            **values,
-            "hash": hashes,
-        }
-    )
-    table["duplicate"] = table["hash"].duplicated(keep="first")
-    return table
-
-
-def _content_hash(array: np.ndarray) -> str:
-    h = hashlib.sha1(repr(array.shape).encode())
-    h.update(np.ascontiguousarray(array).reshape(-1).view(np.uint8))  # raw bytes, no copy
-    return h.hexdigest()
-
-
-def _value_statistics(arrays: list[np.ndarray], shapes: list[tuple]) -> dict[str, np.ndarray]:
-    """min/max/mean/std over finite values and NaN/inf counts, vectorised per group of equal shapes."""
-    n = len(arrays)
-    out = {k: np.full(n, np.nan) for k in ("min", "max", "mean", "std")}
-    out["nan_count"] = np.zeros(n, dtype=np.int64)
-    out["inf_count"] = np.zeros(n, dtype=np.int64)
-    groups: dict[tuple, list[int]] = {}
-    for i, shape in enumerate(shapes):
-        groups.setdefault(shape, []).append(i)
-    for shape, members in groups.items():
-        size = int(np.prod(shape, dtype=np.int64))
-        if size == 0:
-            continue  # empty image: stats stay NaN, and its height/width fail the size check
-        rows = max(1, _CHUNK_ELEMENTS // size)
-        for start in range(0, len(members), rows):
-            idx = np.asarray(members[start : start + rows])
-            block = np.stack([arrays[i].reshape(-1) for i in idx]).astype(np.float64, copy=False)  # (B, P)
-            for key, value in _block_statistics(block).items():
-                out[key][idx] = value
-    return out
-
-
-def _block_statistics(block: np.ndarray) -> dict[str, np.ndarray]:
-    finite = np.isfinite(block)  # (B, P)
-    if finite.all():  # the common case: plain reductions, no masking
-        lo, hi = block.min(1), block.max(1)
-        return {
-            "min": lo,
-            "max": hi,
-            "mean": block.mean(1),
-            "std": _exact_zero_if_constant(block.std(1), lo, hi),
-            "nan_count": np.zeros(len(block), dtype=np.int64),
-            "inf_count": np.zeros(len(block), dtype=np.int64),
-        }
-    masked = np.where(finite, block, np.nan)
-    with warnings.catch_warnings():  # all-NaN rows give NaN statistics, which is what we want
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanmin(masked, 1), np.nanmax(masked, 1)
-        return {
-            "min": lo,
-            "max": hi,
-            "mean": np.nanmean(masked, 1),
-            "std": _exact_zero_if_constant(np.nanstd(masked, 1), lo, hi),
-            "nan_count": np.isnan(block).sum(1),
-            "inf_count": np.isinf(block).sum(1),
-        }
-
-
-def _exact_zero_if_constant(std: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Constant float images can get std ~1e-16 from rounding in the mean (np.full(.., 0.8).std()
-    is not 0); min == max is the exact test for blank, so use it."""
-    return np.where(lo == hi, 0.0, std)
-
-
-def _point_statistics(samples: list[np.ndarray] | np.ndarray, ids: list[str]) -> pd.DataFrame:
-    points = np.asarray(samples)
-    if points.ndim != 2 or points.shape[1] != 2 or points.dtype.kind not in "biuf":
-        raise DataError(f"points must be a numeric (N, 2) array, got {points.dtype} {points.shape}")
-    if len(points) != len(ids):
-        raise DataError(f"{len(points)} points but {len(ids)} ids; a reader must give one id per sample")
-    points = points.astype(np.float64, copy=False)
-    return pd.DataFrame(
-        {
-            "id": pd.array(list(ids), dtype=object),
-            "x": points[:, 0],
-            "y": points[:, 1],
-            "finite": np.isfinite(points).all(1),
-        }
-    )
-
-
-def _label_columns(source: SourceData, n: int) -> tuple[pd.arrays.IntegerArray, pd.arrays.BooleanArray]:
-    """Nullable label and label_valid columns; valid means an integer in [0, number of classes)."""
-    if source.labels is None:
-        return pd.array([pd.NA] * n, dtype="Int64"), pd.array([pd.NA] * n, dtype="boolean")
-    labels = np.asarray(source.labels)
-    if labels.shape != (n,):
-        raise DataError(f"{source.name}: labels have shape {labels.shape}, expected ({n},) like the ids")
-    if labels.dtype.kind in "biu":
-        integral = np.ones(n, dtype=bool)
-        as_int = labels.astype(np.int64)
-    elif labels.dtype.kind == "f":
-        integral = np.isfinite(labels) & (labels == np.round(labels))
-        as_int = np.where(integral, labels, 0).astype(np.int64)
-    else:
-        raise DataError(f"{source.name}: labels must be integers, got dtype {labels.dtype}")
-    num_classes = _num_classes(source, as_int[integral])
-    valid = integral & (as_int >= 0) & (as_int < num_classes)
-    label = pd.arrays.IntegerArray(np.where(integral, as_int, 0), mask=~integral)
-    return label, pd.arrays.BooleanArray(valid, mask=np.zeros(n, dtype=bool))
-
-
-def _num_classes(source: SourceData, labels: np.ndarray) -> int:
-    """len(class_names) when given; otherwise inferred as max label + 1 (only negatives are invalid)."""
-    if source.class_names:
-        return len(source.class_names)
-    return int(labels.max()) + 1 if len(labels) else 0
-
-
-def class_counts(source: SourceData, stats: pd.DataFrame) -> pd.DataFrame:
-    """Per-class table over the valid labels: id, class_index, class_name, count, share_of_largest.
-
-    Every class in [0, num_classes) gets a row, so a missing class shows up with count 0.
-    share_of_largest is NaN for absent classes: their absence is reported by the presence check,
-    and GX treats NaN as missing, so it is not reported a second time by the balance check.
-    """
-    valid = stats["label"][stats["label_valid"].fillna(False).astype(bool)].to_numpy(dtype=np.int64)
-    num_classes = _num_classes(source, valid)
-    counts = np.bincount(valid, minlength=num_classes)
-    names = list(source.class_names) if source.class_names else [str(k) for k in range(num_classes)]
-    largest = counts.max() if len(counts) else 0
-    share = np.where(counts > 0, counts / max(largest, 1), np.nan)
-    return pd.DataFrame(
-        {
-            "id": pd.array([f"class {k} ({names[k]})" for k in range(num_classes)], dtype=object),
-            "class_index": np.arange(num_classes, dtype=np.int64),
-            "class_name": names,
-            "count": counts.astype(np.int64),
-            "share_of_largest": share,
-        }
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Expectation suites (Great Expectations 1.x, built in code)
-# --------------------------------------------------------------------------------------------
 
 
 def _import_gx() -> "gx_type":
@@ -480,11 +203,6 @@ def build_suites(source: SourceData, config: ValidationConfig) -> dict[str, Any]
             name=f"{source.name}-{source.kind}-classes", expectations=class_expectations(config)
         )
     return suites
-
-
-# --------------------------------------------------------------------------------------------
-# Running the suites
-# --------------------------------------------------------------------------------------------
 
 
 def _ephemeral_context(docs_dir: Path) -> Any:

@@ -1,0 +1,249 @@
+"""The noise-to-sample family: ``G(z, c)`` against ``D(x, c)``, unconditional (``c`` is None) or
+class-conditional (``G.c_dim`` classes).
+
+DCGAN, the 2D MLP GAN and the conditional GAN are all this family: they differ in their networks
+and recipes, not in how they train. One step is the classic alternation (Goodfellow et al. 2014,
+Alg. 1): ``d_steps`` discriminator updates, then one generator update.
+
+* D phase: a real batch (with its labels for a conditional model), fakes from fresh latents with
+  uniformly drawn classes, the adversarial loss on both, plus R1 (Mescheder et al. 2018) or the
+  WGAN-GP penalty every ``reg_every`` steps, scaled by that interval (lazy regularisation,
+  StyleGAN2 App. B).
+* G phase: fakes from fresh latents, the generator's adversarial loss.
+
+Every random draw comes from the trainer's generator in a fixed order (batch indices, noise,
+classes, augmentation, penalty interpolates), so a run is bitwise reproducible on CPU.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+from torch import nn
+
+from ganmodels.families.base import (EvalSamples, GANFamily, IncompatibleData, OptimiserGroup, Phase, Signature,
+                                     StepContext, TensorSpec)
+from ganmodels.losses import gradient_penalty, r1_penalty
+
+if TYPE_CHECKING:
+    from ganmodels.data.base import PreparedDataset
+    from ganmodels.train.config import TrainConfig
+
+__all__ = ["NoiseGAN", "NoiseCall", "balanced_labels", "noise_signature", "sample_generator"]
+
+
+class NoiseGAN(GANFamily):
+    family = "noise"
+
+    def __init__(self, name: str, config, G: nn.Module, D: nn.Module):
+        super().__init__(name, config, G=G, D=D)
+
+    @property
+    def conditional(self) -> bool:
+        return int(getattr(self.G, "c_dim", 0) or 0) > 0
+
+    # -- data ----------------------------------------------------------------------------------------
+    def check_data(self, data: "PreparedDataset") -> None:
+        super().check_data(data)
+        out_shape = getattr(self.G, "out_shape", None)
+        if out_shape is not None and tuple(out_shape) != tuple(data.sample_shape):
+            raise IncompatibleData(f"model {self.name!r} generates samples of shape {tuple(out_shape)} but data set "
+                                   f"{data.name!r} has {tuple(data.sample_shape)}; set the model's "
+                                   "resolution/channels to match the data")
+        if self.conditional and data.num_classes != self.G.c_dim:
+            raise IncompatibleData(f"model {self.name!r} is conditioned on {self.G.c_dim} classes but data set "
+                                   f"{data.name!r} has {data.num_classes}; set model.c_dim={data.num_classes}")
+
+    def training_tensors(self, data, device, memory_format=torch.contiguous_format):
+        x = data.x_train.to(device)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=memory_format)
+        y = data.y_train.to(device) if (self.conditional and data.y_train is not None) else None
+        return {"x": x, "y": y}
+
+    # -- training --------------------------------------------------------------------------------------
+    def optimisers(self, cfg: "TrainConfig") -> dict[str, OptimiserGroup]:
+        betas = (cfg.beta1, cfg.beta2)
+        return {"G": OptimiserGroup(("G",), cfg.lr_g, betas), "D": OptimiserGroup(("D",), cfg.lr_d, betas)}
+
+    def phases(self, cfg: "TrainConfig") -> tuple[Phase, ...]:
+        pack = getattr(self.config, "pack", 1)
+        if cfg.batch_size % pack:
+            raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by model.pack={pack}")
+        return (Phase("D", "D", "d", repeat=cfg.d_steps), Phase("G", "G", "g"))
+
+    def phase_loss(self, phase: Phase, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        if phase.name == "D":
+            return self._d_loss(ctx)
+        if phase.name == "G":
+            return self._g_loss(ctx)
+        raise KeyError(f"family {self.family!r} has no phase {phase.name!r}")
+
+    def _real_batch(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, y = ctx.tensors["x"], ctx.tensors["y"]
+        idx = torch.randint(len(x), (ctx.cfg.batch_size,), generator=ctx.gen).to(ctx.device)
+        return x[idx], (y[idx] if y is not None else None)
+
+    def _latents(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor | None]:
+        b = ctx.cfg.batch_size
+        z = torch.randn(b, self.G.z_dim, generator=ctx.gen).to(ctx.device)
+        c = torch.randint(self.G.c_dim, (b,), generator=ctx.gen).to(ctx.device) if self.conditional else None
+        return z, c
+
+    def _d_loss(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        real, c_real = self._real_batch(ctx)
+        z, c_fake = self._latents(ctx)
+        with ctx.autocast():
+            with torch.no_grad():
+                fake = self.G(z, c_fake)
+            real_logits = ctx.discriminate(self.D, real, c_real)
+            fake_logits = ctx.discriminate(self.D, fake, c_fake)
+            loss = ctx.loss.d_loss(real_logits.float(), fake_logits.float())
+            penalties = self._d_penalties(ctx, real, fake, c_real)
+        total = loss + sum(penalties.values(), torch.zeros((), device=ctx.device))
+        logs = {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
+        logs.update({k: v.detach() for k, v in penalties.items()})
+        return total, logs
+
+    def _d_penalties(self, ctx: StepContext, real, fake, c_real) -> dict[str, torch.Tensor]:
+        cfg, out = ctx.cfg, {}
+        if ctx.step % cfg.reg_every:
+            return out
+        D = lambda x: ctx.discriminate(self.D, x, c_real)  # noqa: E731
+        if cfg.r1_gamma > 0:
+            out["r1"] = 0.5 * cfg.r1_gamma * cfg.reg_every * r1_penalty(D, real)
+        if cfg.gp_lambda > 0:
+            out["gp"] = cfg.gp_lambda * cfg.reg_every * gradient_penalty(D, real, fake, ctx.gen)
+        return out
+
+    def _g_loss(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        z, c = self._latents(ctx)
+        with ctx.autocast():
+            fake = self.G(z, c)
+            loss = ctx.loss.g_loss(ctx.discriminate(self.D, fake, c).float())
+        return loss, {}
+
+    # -- evaluation and export -------------------------------------------------------------------------
+    def sample(self, n: int, *, seed: int = 0, labels: Sequence[int] | torch.Tensor | None = None,
+               batch_size: int = 256, device: torch.device | str | None = None,
+               G: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``n`` samples; a conditional model draws the classes in turn (balanced) unless ``labels``
+        gives them (one class index per sample, or a list of classes to cycle through)."""
+        G = G if G is not None else self.generator
+        if not self.conditional:
+            if labels is not None:
+                raise ValueError(f"model {self.name!r} is unconditional: it takes no class labels")
+            return sample_generator(G, n, seed=seed, batch_size=batch_size, device=device)
+        return sample_generator(G, n, seed=seed, batch_size=batch_size, device=device,
+                                labels=balanced_labels(n, G.c_dim, labels))
+
+    def evaluation_samples(self, n, *, seed, batch_size=256, device=None, G=None) -> EvalSamples:
+        fake, labels = self.sample(n, seed=seed, batch_size=batch_size, device=device, G=G)
+        return EvalSamples(fake, labels)
+
+    def preview_samples(self, n: int, *, seed: int = 0, G: nn.Module | None = None) -> EvalSamples:
+        """Conditional models: 8 samples per class, so the grid has one full row per class."""
+        if self.conditional:
+            n = 8 * self.G.c_dim
+        return self.evaluation_samples(n, seed=seed, G=G)
+
+    def signature(self) -> Signature:
+        return noise_signature(self.generator)
+
+    def export_module(self, G: nn.Module | None = None) -> nn.Module:
+        G = G if G is not None else self.generator
+        return NoiseCall(G, conditional=self.conditional)
+
+
+# -- helpers shared with bare generators (export of any G(z, c), metrics, the monitor) -------------------
+
+
+def noise_signature(G: nn.Module) -> Signature:
+    """``z`` float32 (N, z_dim) [+ ``c`` int64 (N,)] -> ``image`` (N, C, H, W) or ``points`` (N, 2)."""
+    try:
+        z_dim, c_dim = int(G.z_dim), int(G.c_dim)
+    except AttributeError as err:
+        raise TypeError(f"{type(G).__name__} does not follow the generator interface (needs z_dim and c_dim): "
+                        f"{err}") from None
+    inputs = [TensorSpec("z", "float32", (z_dim,))]
+    if c_dim > 0:
+        inputs.append(TensorSpec("c", "int64", (), high=c_dim))
+    out_shape = getattr(G, "out_shape", None)
+    if out_shape is None:  # a bare module: run it once to learn its output shape
+        with torch.no_grad():
+            example = tuple(s.draw(2, torch.Generator().manual_seed(0)).to(_device(G)) for s in inputs)
+            out_shape = tuple(NoiseCall(G, c_dim > 0).eval_call(*example).shape[1:])
+    name = "points" if len(out_shape) == 1 else "image"
+    return Signature(tuple(inputs), (TensorSpec(name, "float32", tuple(int(d) for d in out_shape)),))
+
+
+class NoiseCall(nn.Module):
+    """Fixes the exported call to ``(z)`` or ``(z, c)`` whatever extra arguments ``G.forward`` takes."""
+
+    def __init__(self, G: nn.Module, conditional: bool):
+        super().__init__()
+        self.G = G
+        self.conditional = conditional
+        self.training = False  # only the wrapper's own flag: .eval() would also switch G, for good
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return self.G(z, c if self.conditional else None)
+
+    def eval_call(self, *inputs: torch.Tensor) -> torch.Tensor:
+        was_training = [(m, m.training) for m in self.G.modules()]
+        self.G.eval()
+        try:
+            return self(*inputs)
+        finally:
+            for module, mode in was_training:
+                module.training = mode
+
+
+def balanced_labels(n: int, c_dim: int, classes: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
+    """(n,) int64 class indices: 0, 1, ..., c_dim-1, 0, ... in turn, or cycling through ``classes``;
+    ``n`` indices given explicitly are used as they are."""
+    chosen = torch.arange(c_dim) if classes is None else torch.as_tensor(classes, dtype=torch.int64).reshape(-1)
+    if len(chosen) == 0:
+        raise ValueError("at least one class is needed")
+    if chosen.min() < 0 or chosen.max() >= c_dim:
+        raise ValueError(f"class indices must lie in [0, {c_dim}), got {sorted(set(chosen.tolist()))}")
+    if classes is not None and len(chosen) == n:
+        return chosen.clone()
+    return chosen[torch.arange(n) % len(chosen)]
+
+
+def _device(module: nn.Module) -> torch.device:
+    p = next(module.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def sample_generator(
+    G: nn.Module, n: int, *, seed: int = 0, batch_size: int = 256, device: str | torch.device | None = None,
+    labels: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Draw n samples from ``G(z, c)`` in eval mode -> (samples (n, ...) float32 on CPU, labels (n,) or None).
+
+    z ~ N(0, I) from a CPU ``torch.Generator`` seeded with ``seed`` (the same draws on any device).
+    For conditional G (``G.c_dim > 0``) the classes are ``labels`` when given, else drawn uniformly
+    from the same generator after z. G's train/eval mode is restored afterwards.
+    """
+    device = torch.device(device) if device is not None else _device(G)
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, G.z_dim, generator=gen)  # (n, z_dim)
+    c_dim = int(getattr(G, "c_dim", 0) or 0)
+    if c_dim > 0 and labels is None:
+        labels = torch.randint(0, c_dim, (n,), generator=gen)
+    elif c_dim == 0:
+        labels = None
+    was_training = G.training
+    G.eval()
+    try:
+        out = []
+        for i in range(0, n, batch_size):
+            c = labels[i : i + batch_size].to(device) if labels is not None else None
+            out.append(G(z[i : i + batch_size].to(device), c).float().cpu())
+    finally:
+        G.train(was_training)
+    return (torch.cat(out) if out else torch.zeros(0)), labels

@@ -1,0 +1,113 @@
+"""The pipeline's errors and exit codes, in one module every other pipelines module may import.
+
+Exit codes (documented in the README):
+  0  success (for ``run``: the model passed every gate and was registered)
+  1  internal error (a bug or an environment problem; the message says which)
+  2  bad input: unknown option or value, missing file, bad params.yaml field, unreadable data,
+     a model/data mismatch, a gate on a metric the run does not produce
+  3  data validation failed (Great Expectations report written; nothing trained)
+  4  quality gate rejected the model (nothing registered)
+  5  training diverged after the allowed rollbacks (nothing registered)
+  6  the ONNX export does not reproduce PyTorch's output (nothing registered)
+
+This module imports nothing from the rest of ``pipelines``: cli, flow, stages, config and models
+all import it, never each other in a cycle.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Callable
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_VALIDATION, EXIT_GATES, EXIT_DIVERGED, EXIT_EXPORT = 0, 1, 2, 3, 4, 5, 6
+EXIT_INTERRUPTED = 130
+
+
+class ConfigError(ValueError):
+    """Bad run configuration; the message names the file or field and the fix (exit code 2)."""
+
+
+class UsageError(ValueError):
+    """A command-line argument is wrong (exit code 2)."""
+
+
+class DataValidationError(Exception):
+    """The source data failed validation. ``report`` holds the details; the message says what and where."""
+
+    def __init__(self, report) -> None:
+        self.report = report
+        super().__init__(report.format())
+
+
+class EvaluationError(RuntimeError):
+    """The evaluation itself cannot be trusted (e.g. a weak domain classifier)."""
+
+
+class GateRejected(Exception):
+    """The trained model failed a quality gate; nothing was registered (exit code 4)."""
+
+    def __init__(self, summary: dict):
+        super().__init__("; ".join(f"{k}: {v}" for k, v in summary.get("failed_gates", {}).items()))
+        self.summary = summary
+
+
+def exit_code_for(error: BaseException) -> int:
+    from ganmodels.data import DataError
+    from ganmodels.export import OnnxMismatchError
+    from ganmodels.families import IncompatibleData
+    from ganmodels.metrics import InceptionWeightsNotFound
+    from ganmodels.train import ResumeError, TrainingDiverged
+
+    if isinstance(error, DataValidationError):
+        return EXIT_VALIDATION
+    if isinstance(error, TrainingDiverged):
+        return EXIT_DIVERGED
+    if isinstance(error, OnnxMismatchError):
+        return EXIT_EXPORT
+    if isinstance(error, GateRejected):
+        return EXIT_GATES
+    if isinstance(error, (ConfigError, DataError, IncompatibleData, InceptionWeightsNotFound, FileNotFoundError,
+                          UsageError, ResumeError)):
+        return EXIT_BAD_INPUT
+    return EXIT_INTERNAL
+
+
+def _unwrap(error: BaseException) -> BaseException:
+    """Prefect may wrap a task's exception; the typed cause decides the exit code."""
+    seen = set()
+    while id(error) not in seen:
+        seen.add(id(error))
+        if exit_code_for(error) != EXIT_INTERNAL:
+            return error
+        nxt = error.__cause__ or error.__context__
+        if nxt is None:
+            break
+        error = nxt
+    return error
+
+
+LABELS = {EXIT_BAD_INPUT: "bad input", EXIT_VALIDATION: "data validation failed",
+          EXIT_DIVERGED: "training diverged", EXIT_EXPORT: "ONNX export check failed"}
+
+
+def run_guarded(fn: Callable[[], object]) -> int:
+    """Run ``fn``; map typed errors to exit codes with a one-paragraph message on stderr.
+
+    Expected failures print no traceback; only an internal error (a bug) shows one.
+    """
+    try:
+        fn()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BaseException as error:  # noqa: BLE001 (the CLI boundary)
+        cause = _unwrap(error)
+        code = exit_code_for(cause)
+        if code == EXIT_INTERNAL:
+            traceback.print_exception(error, file=sys.stderr)
+            print(f"\nganpipe: internal error: {type(error).__name__}: {error}", file=sys.stderr)
+        elif code != EXIT_GATES:
+            print(f"ganpipe: {LABELS.get(code, 'error')}: {cause}", file=sys.stderr)
+        return code

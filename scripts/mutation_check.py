@@ -1,0 +1,169 @@
+"""Mutation check: break the core claims on purpose and expect the test suite to notice.
+
+Each mutation replaces one exact piece of code (or params.yaml) in a fresh copy of the repository's
+tracked files and runs the tests that protect that claim; the mutation is "caught" when they fail.
+The unmutated copy must pass the same tests first, or a failure would prove nothing. A mutation
+whose code no longer appears verbatim is reported as stale: update it along with the code, so the
+claim stays proven.
+
+    .venv/bin/python scripts/mutation_check.py            # every mutation (~3 minutes on 2 cores)
+    .venv/bin/python scripts/mutation_check.py -k resume  # the ones whose name contains "resume"
+
+Exit status 0 when every mutation is caught, 1 otherwise. tests/test_mutation_check.py runs it in CI.
+To prove a new claim the same way, add a ``Mutation`` below: the file, the exact code, its broken
+form, and the tests that must fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    path: str  # relative to the repository root
+    find: str  # exact text; must occur exactly once
+    replace: str
+    tests: tuple[str, ...]  # pytest node ids or files that must fail
+
+
+MUTATIONS = (
+    Mutation("resume ignores the checkpoint", "ganmodels/train/trainer.py",
+             "        self.load_state_dict(load_checkpoint(path, self.device))\n", "        pass\n",
+             ("tests/test_train.py::test_2k_steps_equal_1k_plus_resume_plus_1k",
+              "tests/test_train.py::test_dcgan_resume_with_all_stabilisers")),
+    Mutation("resume without a checkpoint starts fresh silently", "ganmodels/train/trainer.py",
+             '            raise ResumeError(f"cannot resume: no checkpoint at {where}; train without resume to start a '
+             'new run")\n', "            return None\n",
+             ("tests/test_train.py::test_resume_without_a_checkpoint_is_an_explicit_choice",)),
+    Mutation("the guard ignores the gradient-norm limit", "ganmodels/train/trainer.py",
+             'limit = g.grad_norm_limit if key.endswith("grad_norm") else g.loss_limit',
+             'limit = math.inf if key.endswith("grad_norm") else g.loss_limit',
+             ("tests/test_train.py::test_the_gradient_norm_limit_alone_stops_a_run",
+              "tests/test_train.py::test_the_guard_checks_before_the_update")),
+    Mutation("the update is applied before the guard's check", "ganmodels/train/trainer.py",
+             "        opt.zero_grad(set_to_none=True)\n        loss.backward()\n",
+             "        opt.zero_grad(set_to_none=True)\n        loss.backward()\n        opt.step()\n",
+             ("tests/test_train.py::test_the_guard_checks_before_the_update",)),
+    Mutation("a non-finite state becomes the rollback target", "ganmodels/train/trainer.py",
+             "        if check:\n            bad = _non_finite(state)", "        if False:\n            bad = _non_finite(state)",
+             ("tests/test_train.py::test_a_non_finite_state_never_becomes_the_rollback_target",)),
+    Mutation("the trainer ignores the seed", "ganmodels/train/trainer.py",
+             "self.gen = torch.Generator().manual_seed(cfg.seed)", "self.gen = torch.Generator().manual_seed(0)",
+             ("tests/test_train.py::test_same_seed_same_weights_and_only_the_seed_changes_them",)),
+    Mutation("EMA moves the wrong way", "ganmodels/train/ema.py",
+             "torch._foreach_lerp_(ema_params, params, 1.0 - beta)", "torch._foreach_lerp_(ema_params, params, beta)",
+             ("tests/test_ema.py",)),
+    Mutation("EMA is a no-op", "ganmodels/train/ema.py",
+             "torch._foreach_lerp_(ema_params, params, 1.0 - beta)", "pass",
+             ("tests/test_ema.py",)),
+    Mutation("the ONNX check passes non-finite outputs", "ganmodels/export.py",
+             "                if not np.isfinite(values).all():", "                if False:",
+             ("tests/test_export.py::test_non_finite_outputs_never_pass",
+              "tests/test_cli.py::test_export_of_a_model_with_nan_outputs_exits_6_and_leaves_no_file")),
+    Mutation("compute_fid ignores its second set", "ganmodels/metrics/fid.py",
+             "    mu_b, cov_b = feature_stats(inception_features(images_b,",
+             "    mu_b, cov_b = feature_stats(inception_features(images_a,",
+             ("tests/test_metrics_fid.py::test_compute_fid_of_two_different_sets_matches_an_independent_reference",)),
+    Mutation("conditional accuracy compares a prediction with itself", "ganmodels/metrics/evaluate.py",
+             'out["cond_accuracy"] = float((fake_pred == asked).mean())',
+             'out["cond_accuracy"] = float((fake_pred == fake_pred).mean())',
+             ("tests/test_metrics_evaluate.py::test_conditional_metrics_against_known_answers",)),
+    Mutation("params.yaml's mode gates weakened", "params.yaml",
+             "      modes_fraction: {min: 1.0}", "      modes_fraction: {min: 0.1}",
+             ("tests/test_gates.py",)),
+    Mutation("params.yaml's reverse-KL gate weakened", "params.yaml",
+             "      reverse_kl: {max: 0.05}", "      reverse_kl: {max: 5}",
+             ("tests/test_gates.py",)),
+    Mutation("a gate on a metric the run never produces passes silently", "pipelines/config.py",
+             "        if metric not in produced:\n", "        if False:\n",
+             ("tests/test_gates.py::test_bad_gates_are_config_errors",)),
+    Mutation("a model trains on data of a kind it does not accept", "ganmodels/families/base.py",
+             "        if self.accepts and not kind.satisfies(self.accepts):",
+             "        if False:",
+             ("tests/test_models.py",)),
+    Mutation("pipelines modules import each other in a cycle", "pipelines/models.py",
+             "from pipelines.errors import UsageError\n", "from pipelines.errors import UsageError\nimport pipelines.cli\n",
+             ("tests/test_architecture.py",)),
+    Mutation("a failed pip step no longer fails the install", "scripts/install.sh",
+             '  if ! .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "is ignored" || [ $? -eq 1 ]; }; then',
+             '  if ! { .venv/bin/python -m pip install -q "$@" 2>&1 | grep -v "is ignored" || true; }; then',
+             ("tests/test_install.py",)),
+)
+
+
+def copy_tracked_files(dst: Path) -> None:
+    """The working-tree version of every file git tracks (uncommitted edits included), nothing else."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        src = REPO / name
+        if src.is_file():
+            (dst / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / name)
+
+
+def run_tests(root: Path, tests: tuple[str, ...], timeout: float) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests], cwd=root,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-k", default="", help="only mutations whose name contains this text")
+    parser.add_argument("--timeout", type=float, default=600, help="seconds per test run")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MUTATIONS if args.k.lower() in m.name.lower()]
+    if not chosen:
+        print(f"no mutation matches {args.k!r}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="ganpipe-mutation-") as tmp:
+        pristine = Path(tmp) / "pristine"
+        copy_tracked_files(pristine)
+        stale = [m.name for m in chosen if (pristine / m.path).read_text().count(m.find) != 1]
+        baseline_tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
+        start = time.perf_counter()
+        baseline = run_tests(pristine, baseline_tests, args.timeout)
+        if baseline.returncode != 0:
+            print(f"the unmutated copy fails its tests, so no mutation can be judged:\n{baseline.stdout[-3000:]}")
+            return 1
+        print(f"baseline: {len(baseline_tests)} test selections pass unmutated ({time.perf_counter() - start:.0f} s)")
+        results = []
+        for mutation in chosen:
+            if mutation.name in stale:
+                results.append((mutation, "STALE", "the code to break no longer appears exactly once"))
+                continue
+            copy = Path(tmp) / "mutant"
+            shutil.rmtree(copy, ignore_errors=True)
+            shutil.copytree(pristine, copy)
+            target = copy / mutation.path
+            target.write_text(target.read_text().replace(mutation.find, mutation.replace))
+            t0 = time.perf_counter()
+            result = run_tests(copy, mutation.tests, args.timeout)
+            verdict = "caught" if result.returncode == 1 else ("SURVIVED" if result.returncode == 0 else "ERROR")
+            lines = [ln for ln in result.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
+            results.append((mutation, verdict, f"{time.perf_counter() - t0:.0f} s; " + (lines[0] if lines else
+                                                                                          result.stdout[-200:])))
+            print(f"{verdict:8} {mutation.name}", flush=True)
+    print("\n| mutation | file | verdict | evidence |\n|---|---|---|---|")
+    for mutation, verdict, evidence in results:
+        print(f"| {mutation.name} | {mutation.path} | {verdict} | {evidence.strip()[:160]} |")
+    survivors = [m.name for m, verdict, _ in results if verdict != "caught"]
+    print(f"\n{len(results) - len(survivors)} of {len(results)} mutations caught" +
+          (f"; not caught: {', '.join(survivors)}" if survivors else ""))
+    return 1 if survivors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""Small configs of every registered model, so registry-driven tests take about a second per model.
+
+A new model adds its entry here; tests/test_models.py fails until it does.
+"""
+
+SMALL = {
+    "dcgan": {"g_width": 8, "d_width": 8, "resolution": 16},
+    "cgan": {"g_width": 8, "d_width": 8, "resolution": 16, "c_dim": 10},
+    "mlp2d": {"g_width": 16, "d_width": 16},
+}
