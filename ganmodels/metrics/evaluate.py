@@ -104,10 +104,10 @@ def _domain_metrics(classifier, splits: dict[str, torch.Tensor], reference: str,
     return out
 
 
-# C_T's partition: 10 k-means cells of the training features. On the digits (1,437 train / 360 test
+# C_T's partition: 10 k-means cells of the training features. On the digits (1,438 train / 359 test
 # images) that leaves ~36 held-out samples per cell for each Mann-Whitney comparison, and the
 # default 2,000 generated samples put ~200 in a cell, far above the 20 a cell needs to count
-# (Meehan et al. 2020's tau = 20/m). Fewer training rows than cells: one cell per row.
+# (ganmodels.metrics.memorisation). Fewer training rows than cells: one cell per row.
 DATA_COPYING_CELLS = 10
 
 

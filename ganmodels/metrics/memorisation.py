@@ -27,9 +27,10 @@ embedding), so they are plain numpy functions, testable without a model. Distanc
 Choices for C_T, following the authors' reference implementation
 (github.com/casey-meehan/data-copying, ``data_copying_tests.py``) unless said otherwise:
 * distances are to the nearest training sample *in the same cell*, as their ``Zu_cells`` does;
-* small cells: only cells holding more than ``min_generated`` = 20 generated samples count (their
-  Π_τ with τ = 20/m, strict as in their code), because the normal approximation of U is poor for
-  tiny samples and a cell the generator hardly visits says little about copying;
+* small cells: only cells holding more than ``min_generated`` = 20 generated samples count: their
+  Π_τ = {π : Q_m(π) > τ} (strict, as in their ``C_T``) with τ = 20/m, the value layer6ai's
+  dgm-eval (Stein et al. 2023) passes to their code; the normal approximation of U is poor for
+  tiny samples, and a cell the generator hardly visits says little about copying;
 * a cell with no test sample has weight P_n(π) = 0 and no defined Z: it is skipped (their code
   refuses such a partition instead);
 * Z uses the tie-corrected variance of U and no continuity correction (their code: untied
