@@ -61,7 +61,8 @@ def test_early_stop_is_a_failed_gate():
 
 SHIPPED = {
     ("digits", "dcgan"): {"domain_fd": (None, 50.0), "precision": (0.5, None), "recall": (0.3, None),
-                          "class_coverage": (1.0, None), "class_kl": (None, 0.05)},
+                          "class_coverage": (1.0, None), "class_kl": (None, 0.05),
+                          "authenticity": (0.4, None), "data_copying_ct": (-3.0, None)},
     ("ring8", "mlp2d"): {"modes_fraction": (1.0, None), "high_quality_fraction": (0.9, None),
                          "reverse_kl": (None, 0.05)},
 }

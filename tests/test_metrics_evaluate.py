@@ -14,7 +14,8 @@ from ganmodels.data import DataKind
 from ganmodels.data.base import PreparedDataset
 from ganmodels.metrics import evaluate_generator, produced_metrics, train_domain_classifier
 
-IMAGE_KEYS = {"domain_fd", "kid", "kid_std", "precision", "recall", "density", "coverage", "class_coverage", "classes_covered", "class_kl"}
+IMAGE_KEYS = {"domain_fd", "kid", "kid_std", "precision", "recall", "density", "coverage", "class_coverage", "classes_covered", "class_kl",
+              "authenticity", "data_copying_ct"}
 
 
 @pytest.fixture(autouse=True)
@@ -148,6 +149,13 @@ def test_replaying_real_images_scores_perfectly(digits):
     # With the same m samples on both sides the unbiased MMD² is 2/m² (S_offdiag/(m-1) - tr K) <= 0,
     # because 1ᵀK1 <= m·λ_max(K) <= m·tr K for a PSD kernel matrix.
     assert out["kid"] <= 0.0
+    # The same images as C_T's held-out sample: in every cell U is exactly n²/2, so C_T is exactly 0.
+    assert out["data_copying_ct"] == 0.0
+    # The memorisation metrics always measure against the training split, whatever the quality reference.
+    vs_train = evaluate_generator(Replay(data.x_test), data, n_samples=len(data.x_test), classifier=clf,
+                                  batch_size=100, reference="train")
+    assert {k: vs_train[k] for k in ("authenticity", "data_copying_ct")} == {k: out[k] for k in ("authenticity",
+                                                                                                  "data_copying_ct")}
 
 
 def test_image_data_without_any_feature_network_is_an_error(digits):

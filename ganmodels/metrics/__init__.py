@@ -1,5 +1,5 @@
 """Generator metrics: Fréchet distances (FID and the offline domain FD), KID, precision/recall,
-density/coverage and mode-collapse measures, plus ``evaluate_generator`` tying them together.
+density/coverage, mode-collapse and memorisation measures, plus ``evaluate_generator`` tying them together.
 
 Pure numpy/PyTorch; importing this package loads no weights and touches no files.
 """
@@ -10,6 +10,7 @@ from ganmodels.metrics.fid import compute_fid, extract_features, feature_stats, 
 from ganmodels.metrics.frechet import frechet_distance
 from ganmodels.metrics.inception import FIDInceptionV3, InceptionWeightsNotFound, find_inception_weights, load_fid_inception
 from ganmodels.metrics.kid import kid
+from ganmodels.metrics.memorisation import DataCopyingTest, authenticity, data_copying_test, mann_whitney_z
 from ganmodels.metrics.modes import class_coverage, mode_metrics_2d
 from ganmodels.metrics.prdc import density_coverage, precision_recall
 from ganmodels.metrics.registry import MetricSpec, get_metric, list_metrics, primary_metric, produced_metrics
@@ -17,13 +18,16 @@ from ganmodels.metrics.stats import FeatureStats
 
 __all__ = [
     "ClassifierConfig",
+    "DataCopyingTest",
     "DomainClassifier",
     "FIDInceptionV3",
     "FeatureStats",
     "InceptionWeightsNotFound",
     "MetricSpec",
+    "authenticity",
     "class_coverage",
     "compute_fid",
+    "data_copying_test",
     "density_coverage",
     "evaluate_generator",
     "evaluate_model",
@@ -39,6 +43,7 @@ __all__ = [
     "inception_features",
     "kid",
     "load_fid_inception",
+    "mann_whitney_z",
     "mode_metrics_2d",
     "precision_recall",
     "sample_generator",

@@ -16,7 +16,9 @@ exactly those.
   ``density``/``coverage`` on the same features, ``class_coverage``, ``classes_covered``,
   ``class_kl``; for conditional models also ``cond_accuracy`` (samples classified as the class
   they were asked for), ``intra_fd`` (per-class domain FD, averaged) and ``cas`` (Classification
-  Accuracy Score); ``classifier_accuracy`` when given;
+  Accuracy Score); ``classifier_accuracy`` when given; and, whatever the reference, the
+  memorisation metrics against the training split: ``authenticity`` (Alaa et al. 2022) and
+  ``data_copying_ct`` (the C_T test of Meehan et al. 2020, the test split as its held-out sample);
 * images: ``fid`` only when the Inception weights are on this machine;
 * points: ``modes_captured``, ``modes_fraction``, ``high_quality_fraction``, ``reverse_kl``
   (when ``modes`` is given) and precision/recall/density/coverage on the raw 2D coordinates.
@@ -40,6 +42,7 @@ from ganmodels.metrics.fid import extract_features, feature_stats, inception_fea
 from ganmodels.metrics.frechet import frechet_distance
 from ganmodels.metrics.inception import InceptionWeightsNotFound, find_inception_weights, load_fid_inception
 from ganmodels.metrics.kid import kid
+from ganmodels.metrics.memorisation import authenticity, data_copying_test
 from ganmodels.metrics.modes import class_coverage, mode_metrics_2d
 from ganmodels.metrics.prdc import density_coverage, precision_recall
 
@@ -74,15 +77,20 @@ def _classifier_outputs(classifier: nn.Module, x: torch.Tensor, batch_size: int)
     return feats, logits.argmax(1).cpu().numpy()
 
 
-def _domain_metrics(classifier, real, fake, real_labels, fake_labels, num_classes, batch_size, seed) -> dict[str, float]:
+def _domain_metrics(classifier, splits: dict[str, torch.Tensor], reference: str, fake, real_labels, fake_labels,
+                    num_classes, batch_size, seed) -> dict[str, float]:
+    """splits: {"train": x_train, "test": x_test}; reference: the split the quality metrics compare with."""
     was_training = classifier.training
     classifier.eval()
     try:
-        real_f, _ = _classifier_outputs(classifier, real, batch_size)
+        # Each split's features once: the reference split serves the quality metrics, both serve memorisation.
+        split_f = {name: _classifier_outputs(classifier, x, batch_size)[0] for name, x in splits.items()}
         fake_f, fake_pred = _classifier_outputs(classifier, fake, batch_size)
     finally:
         classifier.train(was_training)
+    real_f = split_f[reference]
     out = {"domain_fd": frechet_distance(*feature_stats(real_f), *feature_stats(fake_f))}
+    out.update(_memorisation(split_f["train"], split_f["test"], fake_f, seed))
     out["kid"], out["kid_std"] = kid(real_f, fake_f, subset_size=1000, num_subsets=100, seed=seed)
     out.update(_prdc(real_f, fake_f, seed))
     if real_labels is not None and num_classes > 0:
@@ -94,6 +102,21 @@ def _domain_metrics(classifier, real, fake, real_labels, fake_labels, num_classe
         if real_labels is not None:
             out["intra_fd"] = intra_class_fd(real_f, real_labels, fake_f, asked, num_classes)
     return out
+
+
+# C_T's partition: 10 k-means cells of the training features. On the digits (1,438 train / 359 test
+# images) that leaves ~36 held-out samples per cell for each Mann-Whitney comparison, and the
+# default 2,000 generated samples put ~200 in a cell, far above the 20 a cell needs to count
+# (ganmodels.metrics.memorisation). Fewer training rows than cells: one cell per row.
+DATA_COPYING_CELLS = 10
+
+
+def _memorisation(train_f: np.ndarray, test_f: np.ndarray, fake_f: np.ndarray, seed: int) -> dict[str, float]:
+    """Authenticity and C_T of the generated features against the training split, C_T's held-out
+    sample being the test split (ganmodels.metrics.memorisation)."""
+    cells = min(DATA_COPYING_CELLS, len(train_f))
+    return {"authenticity": authenticity(train_f, fake_f),
+            "data_copying_ct": data_copying_test(train_f, test_f, fake_f, n_cells=cells, seed=seed).c_t}
 
 
 def intra_class_fd(real_features: np.ndarray, real_labels: np.ndarray, fake_features: np.ndarray,
@@ -221,7 +244,9 @@ def score_samples(
     out: dict[str, float] = {}
     if classifier is not None and data.num_classes:
         labels = real_labels.numpy() if real_labels is not None else None
-        out.update(_domain_metrics(classifier, real, fake, labels, fake_labels, data.num_classes, batch_size, seed))
+        splits = {"train": data.x_train, "test": data.x_test}
+        out.update(_domain_metrics(classifier, splits, reference, fake, labels, fake_labels, data.num_classes,
+                                   batch_size, seed))
         if fake_labels is not None:
             out["cas"] = classification_accuracy_score(fake, fake_labels, data, epochs=cas_epochs, seed=seed)
         if classifier_accuracy is not None:

@@ -94,6 +94,11 @@ for _spec in (
     MetricSpec("class_coverage", "higher", _LABELLED, "share of classes produced (classifier's predictions)"),
     MetricSpec("classes_covered", "higher", _LABELLED, "number of classes produced"),
     MetricSpec("class_kl", "lower", _LABELLED, "KL(generated class histogram || real class histogram)"),
+    MetricSpec("authenticity", "higher", _LABELLED, "share of samples further from their nearest training sample "
+               "than that sample is from its own training neighbour (Alaa et al. 2022); a copier scores 0"),
+    MetricSpec("data_copying_ct", "higher", _LABELLED, "data-copying test C_T (Meehan et al. 2020): per k-means cell, "
+               "Mann-Whitney Z of generated vs held-out distances to the training set, averaged; << 0: copying, "
+               "~0: like unseen data, > 0: further than unseen data (underfitting)"),
     MetricSpec("classifier_accuracy", "higher", _LABELLED,
                "held-out accuracy of the domain classifier behind the domain metrics"),
     MetricSpec("cond_accuracy", "higher", _LABELLED,
