@@ -120,7 +120,7 @@ def check_onnx(
     path: str | os.PathLike,
     model: nn.Module,
     *,
-    batch_sizes: Sequence[int] = (1, 7),
+    batch_sizes: Sequence[int] = (1, 7, 64),
     seed: int = 0,
     atol: float = 1e-4,
 ) -> dict:

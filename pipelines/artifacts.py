@@ -31,6 +31,16 @@ def save_samples(samples: torch.Tensor, path: str | os.PathLike, *, real: torch.
     return _atomic_png(lambda tmp: _scatter(samples, real, tmp), path)
 
 
+def save_image(image: np.ndarray | torch.Tensor, path: str | os.PathLike) -> Path:
+    """One image (C, H, W) in [-1, 1] as an 8-bit PNG at its own size (grey for C = 1)."""
+    from PIL import Image
+
+    array = np.asarray(image, dtype=np.float32)
+    pixels = np.round((np.clip(array, -1, 1) + 1) * 127.5).astype(np.uint8)
+    picture = Image.fromarray(pixels[0] if pixels.shape[0] == 1 else pixels.transpose(1, 2, 0))
+    return _atomic_png(lambda tmp: picture.save(tmp, format="PNG"), Path(path))
+
+
 def _rows_by_class(samples: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Reorder into one row per class (class 0 on top), short rows padded with blank (-1) tiles."""
     classes = sorted(set(labels.tolist()))
@@ -41,14 +51,14 @@ def _rows_by_class(samples: torch.Tensor, labels: torch.Tensor) -> tuple[torch.T
     return torch.cat(padded), width
 
 
-def _image_grid(samples: torch.Tensor, out: str, labels: torch.Tensor | None = None) -> None:
+def _image_grid(samples: torch.Tensor, out: str, labels: torch.Tensor | None = None, nrow: int | None = None) -> None:
     from PIL import Image
     from torchvision.utils import make_grid
 
     samples = samples.detach().float().cpu().clamp(-1, 1)
     if labels is not None:
         samples, nrow = _rows_by_class(samples, labels.cpu())
-    else:
+    elif nrow is None:
         nrow = max(1, int(np.ceil(np.sqrt(samples.shape[0]))))
     grid = make_grid(samples, nrow=nrow, normalize=True, value_range=(-1, 1), pad_value=1.0)  # (3, H', W') in [0, 1]
     array = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -57,6 +67,17 @@ def _image_grid(samples: torch.Tensor, out: str, labels: torch.Tensor | None = N
         scale = int(np.ceil(256 / image.width))
         image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
     image.save(out, format="PNG")
+
+
+def save_strips(inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tensor, path: str | os.PathLike) -> Path:
+    """Paired data: one row per pair, input (nearest-neighbour enlarged) | bicubic | output | target."""
+    from ganmodels.metrics.image_quality import bicubic_upsample
+
+    size = tuple(targets.shape[-2:])
+    nearest = torch.nn.functional.interpolate(inputs.float(), size=size, mode="nearest")
+    columns = [nearest, bicubic_upsample(inputs, size), outputs.float(), targets.float()]
+    tiles = torch.stack(columns, dim=1).reshape(-1, *targets.shape[1:])  # (N * 4, C, H, W), row-major
+    return _atomic_png(lambda tmp: _image_grid(tiles, tmp, nrow=len(columns)), Path(path))
 
 
 def _scatter(samples: torch.Tensor, real: torch.Tensor | None, out: str) -> None:

@@ -134,6 +134,29 @@ def cmd_export(args) -> int:
     return run_guarded(go)
 
 
+def cmd_translate(args) -> int:
+    import numpy as np
+
+    from ganmodels.io import atomic_path
+    from pipelines.models import model_input_shape, read_inputs, translate_array
+
+    def go():
+        out = Path(args.out)
+        inputs, names = read_inputs(args.input, model_input_shape(args.model_uri))
+        outputs = translate_array(args.model_uri, inputs)
+        if out.suffix == ".npy":
+            with atomic_path(out, suffix=".npy") as tmp:
+                np.save(tmp, outputs)
+        else:
+            from pipelines.artifacts import save_image
+
+            for name, image in zip(names, outputs):
+                save_image(image, out / f"{name}.png")
+        print(f"translated {len(inputs)} input(s) {tuple(inputs.shape[1:])} -> {tuple(outputs.shape[1:])}; wrote {out}")
+
+    return run_guarded(go)
+
+
 def cmd_fid(args) -> int:
     from ganmodels.metrics import compute_fid
     from pipelines.models import load_images
@@ -155,14 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def data_options(p):
-        p.add_argument("--dataset", default=None, help="data-set name (digits, mnist, fashion-mnist, cifar10, ring8, "
-                                                       "grid25), an image folder or a .npy array")
+        p.add_argument("--dataset", default=None, help="data-set name (digits, glyphs, mnist, fashion-mnist, cifar10, "
+                                                       "ring8, grid25, digits-sr, glyphs-sr, glyphs-edges), an image "
+                                                       "folder, a paired folder (A/ and B/), a .npy or .npz array")
+        p.add_argument("--task", default=None, choices=["sr", "edges"],
+                       help="derive pairs from an image set: super-resolution (with --scale) or edges -> image "
+                            "(same as --set data.task=...)")
+        p.add_argument("--scale", type=int, default=None, help="--task sr: target size / input size (default 2)")
         p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override a params.yaml value, e.g. --set train.steps=500 (repeatable)")
 
     run = sub.add_parser("run", help="run the whole pipeline (validate, prepare, train, evaluate, gate, export, register)")
-    run.add_argument("--model", default=None, help="registered model (default: dcgan for images, mlp2d for 2D data)")
+    run.add_argument("--model", default=None, help="registered model (default: dcgan for images, mlp2d for 2D data, "
+                                                   "pix2pix for paired images; cgan for class-conditional)")
     data_options(run)
     run.add_argument("--preset", default=None, help="smoke | default (params.yaml presets)")
     run.add_argument("--summary-json", default=None, help="also write the machine-readable run summary here")
@@ -191,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--atol", type=float, default=1e-4)
     exp.set_defaults(func=cmd_export)
 
+    trn = sub.add_parser("translate", help="apply a paired (pix2pix) model to inputs: super-resolve or translate")
+    trn.add_argument("model_uri", help="models:/NAME@ALIAS, models:/NAME/VERSION, a checkpoint path or an exported "
+                                       ".onnx file")
+    trn.add_argument("input", help="an image folder or a .npy array of inputs (scaled like training data)")
+    trn.add_argument("--out", required=True, help="a .npy file (float32 (N, C, H, W) in [-1, 1]) or a folder of PNGs")
+    trn.set_defaults(func=cmd_translate)
+
     fid = sub.add_parser("fid", help="FID between two image sets (folders or .npy arrays)")
     fid.add_argument("a")
     fid.add_argument("b")
@@ -207,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse exits 2 on bad usage, 0 for --help
         return int(e.code or 0)
+    for option in ("task", "scale"):  # shorthands for --set data.task=... / data.scale=...
+        if getattr(args, option, None) is not None:
+            args.set = [*args.set, f"data.{option}={getattr(args, option)}"]
     setup_environment()
     return args.func(args)
 

@@ -38,7 +38,8 @@ __all__ = ["ConfigError", "EvalConfig", "ExportConfig", "GateSpec", "RunConfig",
            "load_run_config", "model_config_for", "parse_overrides", "run_config_from_dict"]
 
 # The model trained when run.model is "auto".
-DEFAULT_MODEL_BY_KIND = {DataKind.IMAGES: "dcgan", DataKind.LABELLED_IMAGES: "dcgan", DataKind.POINTS: "mlp2d"}
+DEFAULT_MODEL_BY_KIND = {DataKind.IMAGES: "dcgan", DataKind.LABELLED_IMAGES: "dcgan", DataKind.POINTS: "mlp2d",
+                         DataKind.PAIRED_IMAGES: "pix2pix"}
 
 
 @dataclass(frozen=True)
@@ -173,11 +174,13 @@ class RunConfig:
 
     @property
     def registered_name(self) -> str:
-        """Registry name ``<model>-<dataset>``; image folders and arrays use their file stem."""
+        """Registry name ``<model>-<dataset>``; image folders and arrays use their file stem, a derived
+        task adds itself (``pix2pix-fashion-mnist-sr4``)."""
         source = self.data.name
-        if source in ("folder", "npy") and self.data.root:
+        if source in ("folder", "npy", "paired-folder", "aligned", "npz-pairs") and self.data.root:
             source = Path(self.data.root).stem or source
-        return f"{self.model}-{source}"
+        task = {"sr": f"-sr{self.data.scale}", "edges": "-edges"}.get(self.data.task, "")
+        return f"{self.model}-{source}{task}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -263,7 +266,14 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
     first = {**(params.get("run") or {}), **(cli.get("run") or {}), **arguments}
     dataset_spec = str(first.get("dataset", "digits"))
     preset_name = str(first.get("preset", "default"))
-    kind = _declared_kind(dataset_spec)
+    presets = _overlay_table(params, "presets")
+    # The task (data.task: "sr", "edges") makes a single-domain set paired, so it decides the kind and is
+    # read before the kind's overlays; kinds.* and models.* may not set it.
+    task_layers = [params.get("data") or {}, _overlay(presets.get(preset_name), "presets").get("data") or {},
+                   cli.get("data") or {}]
+    task = str({k: v for layer in task_layers for k, v in layer.items()}.get("task", "") or "")
+    source = _declared_source(dataset_spec, task)
+    kind = _declared_kind(source)
 
     layers = [{s: params.get(s, {}) or {} for s in SECTIONS}]
     kinds = _overlay_table(params, "kinds")
@@ -272,7 +282,6 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
         raise ConfigError(f"{params_path}: kinds.{bad_kinds[0]} is not a data kind; kinds: "
                           f"{', '.join(k.value for k in DataKind)}")
     layers += [_overlay(kinds.get(k.value), f"kinds.{k.value}") for k in kind.lineage()]
-    presets = _overlay_table(params, "presets")
     if preset_name not in presets and preset_name != "default":
         raise ConfigError(f"unknown preset {preset_name!r}; presets in {params_path}: {sorted(presets) or ['default']}")
     preset_layer = _overlay(presets.get(preset_name), f"presets.{preset_name}")
@@ -310,7 +319,7 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
     train_cfg = _build("train", TrainConfig.from_dict, train_values)
     eval_cfg = _build_typed("eval", EvalConfig, merged)
     conditional = int(getattr(model_cfg, "c_dim", 0) or 0) > 0
-    produced = produced_metrics(kind, conditional=conditional, available=_references(data_cfg, eval_cfg))
+    produced = produced_metrics(kind, conditional=conditional, available=_references(data_cfg, eval_cfg, kind))
     what = f"{kind.value} data, model {model_name!r}"
     gates: dict[str, GateSpec] = {}
     if evaluation:
@@ -341,9 +350,10 @@ def run_config_from_dict(values: dict) -> RunConfig:
     )
 
 
-def model_config_for(cfg: RunConfig, sample_shape: tuple[int, ...], num_classes: int = 0) -> Any:
-    """The model config with resolution/channels (and, for conditional models, the number of classes)
-    taken from the prepared data unless set explicitly."""
+def model_config_for(cfg: RunConfig, sample_shape: tuple[int, ...], num_classes: int = 0,
+                     input_shape: tuple[int, ...] | None = None) -> Any:
+    """The model config with the data's shapes unless set explicitly: resolution and channels of the
+    samples (targets), the scale of paired inputs, and the number of classes of conditional models."""
     values = dict(cfg.model_overrides)
     fields_ = {f.name for f in dataclasses.fields(ganmodels.get_spec(cfg.model).config_cls)}
     if len(sample_shape) == 3:
@@ -351,6 +361,8 @@ def model_config_for(cfg: RunConfig, sample_shape: tuple[int, ...], num_classes:
             values.setdefault("channels", sample_shape[0])
         if "resolution" in fields_:
             values.setdefault("resolution", sample_shape[-1])
+    if input_shape is not None and "scale" in fields_:
+        values.setdefault("scale", sample_shape[-1] // input_shape[-1])
     if cfg.conditional and num_classes:
         values.setdefault("c_dim", num_classes)
     return ganmodels.registry.make_config(cfg.model, values)
@@ -360,7 +372,7 @@ def _with_shape_defaults(model_name: str, values: dict, data_cfg: DataConfig) ->
     """For checking the model config early: take the resolution (and channels, when fixed) from the data."""
     fields_ = {f.name for f in dataclasses.fields(ganmodels.get_spec(model_name).config_cls)}
     out = dict(values)
-    if "resolution" in fields_:
+    if "resolution" in fields_ and data_cfg.resolution is not None:  # None: the source's size, known once read
         out.setdefault("resolution", data_cfg.resolution)
     if "channels" in fields_ and data_cfg.channels is not None:
         out.setdefault("channels", data_cfg.channels)
@@ -374,19 +386,20 @@ def _config_default(model: str, name: str, fallback: Any) -> Any:
     return fallback
 
 
-def _declared_kind(dataset_spec: str) -> DataKind:
-    """The kind the data set declares, judged from the spec alone (a name, a folder or a .npy path)."""
+def _declared_source(dataset_spec: str, task: str) -> DataConfig:
+    """The data set the spec names (a registered name, a folder or an array path), with the task asked for."""
     from ganmodels.data import list_datasets
+    from ganmodels.data.config import source_for
 
-    if dataset_spec in list_datasets():
-        source = DataConfig(name=dataset_spec)
-    elif dataset_spec.lower().endswith(".npy"):
-        source = DataConfig(name="npy", root=dataset_spec)
-    elif Path(dataset_spec).is_dir():
-        source = DataConfig(name="folder", root=dataset_spec)
-    else:
+    source = source_for(dataset_spec)
+    if source is None:
         raise ConfigError(f"--dataset / run.dataset: {dataset_spec!r} is neither a registered name nor an accepted "
                           f"path. Registered names: {', '.join(list_datasets())}. Paths: {PATH_FORMS}.")
+    return DataConfig(**source, task=task)
+
+
+def _declared_kind(source: DataConfig) -> DataKind:
+    """The kind the data set declares, judged from its path or name alone (nothing is read)."""
     try:
         return dataset_kind(source)
     except DataError as e:
@@ -426,11 +439,13 @@ def _overlay(values: Any, where: str) -> dict:
     return values
 
 
-def _references(data_cfg: DataConfig, eval_cfg: EvalConfig) -> set[str]:
-    """What this run's evaluation can measure against: FID weights on this machine, a known 2D mixture."""
+def _references(data_cfg: DataConfig, eval_cfg: EvalConfig, kind: DataKind) -> set[str]:
+    """What this run's evaluation can measure against: FID weights on this machine, a known 2D mixture,
+    class labels (a domain classifier)."""
+    from ganmodels.data import dataset_labelled
     from ganmodels.metrics import InceptionWeightsNotFound, find_inception_weights
 
-    found = set()
+    found = {"labels"} if dataset_labelled(data_cfg) else set()
     try:
         find_inception_weights(eval_cfg.inception_weights)
         found.add("inception")

@@ -9,6 +9,8 @@ Exit codes (documented in the README):
   4  quality gate rejected the model (nothing registered)
   5  training diverged after the allowed rollbacks (nothing registered)
   6  the ONNX export does not reproduce PyTorch's output (nothing registered)
+  7  the evaluation cannot be trusted: the domain classifier behind the offline metrics is too weak
+     on this data (checked before training; raise eval.classifier_epochs or install FID weights)
 
 This module imports nothing from the rest of ``pipelines``: cli, flow, stages, config and models
 all import it, never each other in a cycle.
@@ -21,6 +23,7 @@ import traceback
 from typing import Callable
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_VALIDATION, EXIT_GATES, EXIT_DIVERGED, EXIT_EXPORT = 0, 1, 2, 3, 4, 5, 6
+EXIT_EVALUATION = 7
 EXIT_INTERRUPTED = 130
 
 
@@ -41,7 +44,7 @@ class DataValidationError(Exception):
 
 
 class EvaluationError(RuntimeError):
-    """The evaluation itself cannot be trusted (e.g. a weak domain classifier)."""
+    """The evaluation itself cannot be trusted (e.g. a weak domain classifier); exit code 7."""
 
 
 class GateRejected(Exception):
@@ -67,6 +70,8 @@ def exit_code_for(error: BaseException) -> int:
         return EXIT_EXPORT
     if isinstance(error, GateRejected):
         return EXIT_GATES
+    if isinstance(error, EvaluationError):
+        return EXIT_EVALUATION
     if isinstance(error, (ConfigError, DataError, IncompatibleData, InceptionWeightsNotFound, FileNotFoundError,
                           UsageError, ResumeError)):
         return EXIT_BAD_INPUT
@@ -88,7 +93,8 @@ def _unwrap(error: BaseException) -> BaseException:
 
 
 LABELS = {EXIT_BAD_INPUT: "bad input", EXIT_VALIDATION: "data validation failed",
-          EXIT_DIVERGED: "training diverged", EXIT_EXPORT: "ONNX export check failed"}
+          EXIT_DIVERGED: "training diverged", EXIT_EXPORT: "ONNX export check failed",
+          EXIT_EVALUATION: "evaluation cannot be trusted"}
 
 
 def run_guarded(fn: Callable[[], object]) -> int:

@@ -91,3 +91,62 @@ def load_images(spec: str) -> torch.Tensor:
         raise DataError(f"{spec} holds 2D points, not images; FID needs images")
     data = prepare(source, DataConfig(name=name, root=str(path), resolution=resolution, test_fraction=0.5))
     return torch.cat([data.x_train, data.x_test])
+
+
+def read_inputs(spec: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[str]]:
+    """An image folder or a .npy array -> float32 (N, C, h, w) in [-1, 1] at the model's input ``shape``,
+    and one name per input (for output files). Values are scaled like training data (see the npy reader)."""
+    from ganmodels.data import DataConfig, DataError, read_source
+    from ganmodels.data.imaging import prepare_images
+
+    path = Path(spec)
+    if path.is_dir():
+        name = "folder"
+    elif path.suffix == ".npy" and path.is_file():
+        name = "npy"
+    else:
+        raise DataError(f"{spec}: expected an image folder or a .npy array of inputs")
+    source = read_source(DataConfig(name=name, root=str(path)))
+    if source.kind != "image":
+        raise DataError(f"{spec} holds 2D points, not images")
+    channels, height, width = shape
+    if height != width:
+        raise DataError(f"the model takes {height}x{width} inputs; only square inputs are supported")
+    inputs = prepare_images(source.samples, source.ids, source.value_range, height, channels)
+    return inputs, [Path(i).stem if name == "folder" else f"{path.stem}_{k:05d}" for k, i in enumerate(source.ids)]
+
+
+def translate_array(model_uri: str, inputs: torch.Tensor) -> np.ndarray:
+    """Outputs for ``inputs`` from a registered model / checkpoint, or from an exported .onnx file."""
+    if model_uri.endswith(".onnx"):
+        import onnxruntime as ort
+
+        from ganmodels.export import read_metadata
+
+        session = ort.InferenceSession(model_uri, providers=["CPUExecutionProvider"])
+        (spec,) = read_metadata(model_uri)["signature"].inputs
+        return np.concatenate([session.run(None, {spec.name: inputs[i:i + 256].numpy()})[0]
+                               for i in range(0, len(inputs), 256)]).astype(np.float32)
+    model = load_model_from_uri(model_uri)
+    if not hasattr(model, "translate"):
+        raise UsageError(f"model {model.name!r} ({model.family} family) does not translate inputs; use "
+                         "`ganpipe sample` for models that generate from noise")
+    return model.translate(inputs).clamp(-1, 1).numpy()
+
+
+def model_input_shape(model_uri: str) -> tuple[int, ...]:
+    if model_uri.endswith(".onnx"):
+        from ganmodels.export import read_metadata
+
+        if not Path(model_uri).is_file():
+            raise FileNotFoundError(f"{model_uri}: no such ONNX file")
+        inputs = read_metadata(model_uri)["signature"].inputs
+        if len(inputs) != 1:
+            raise UsageError(f"{model_uri} takes inputs {[i.name for i in inputs]}, not one image input")
+        return tuple(inputs[0].shape)
+    model = load_model_from_uri(model_uri)
+    inputs = model.signature().inputs
+    if len(inputs) != 1 or len(inputs[0].shape) != 3:
+        raise UsageError(f"model {model.name!r} ({model.family} family) does not translate images; use "
+                         "`ganpipe sample` for models that generate from noise")
+    return tuple(inputs[0].shape)

@@ -27,6 +27,10 @@ def setup_environment(project_dir: str | os.PathLike | None = None) -> Path:
     # The ephemeral API server is started per process; give it time on a loaded 2-core machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # An expected failure (bad data, a failed gate, divergence) prints one line and ganpipe's summary,
+    # never a traceback (pipelines.errors.run_guarded); Prefect's console handler would first print the
+    # failed task's traceback. The API handler still sends every record to the Prefect server and UI.
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     # MLflow draws a progress bar for every artifact it reads back (model loads, registry checks),
     # which buries ganpipe's own progress and summary on the terminal and in CI logs.

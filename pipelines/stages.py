@@ -24,7 +24,7 @@ import ganmodels
 from ganmodels.data import DataError, DataKind, PreparedDataset, mixture_spec, prepare, read_source
 from ganmodels.io import atomic_write
 from ganmodels.train import Callback, Trainer, load_checkpoint, load_model, seed_everything
-from pipelines.artifacts import PREVIEW_SAMPLES, save_loss_curves, save_samples
+from pipelines.artifacts import PREVIEW_SAMPLES, save_loss_curves, save_samples, save_strips
 from pipelines.config import RunConfig, load_run_config, model_config_for
 from pipelines.errors import EvaluationError
 from pipelines.gates import evaluate_gates, failed_early_stop
@@ -103,9 +103,11 @@ class SampleGrids(Callback):
 
 
 def save_preview(model, data: PreparedDataset, path: Path, *, seed: int = 0, G=None) -> Path:
-    """The model's samples as a picture: an image grid (one row per class for conditional models) or a
-    scatter over the real points."""
-    samples = model.preview_samples(PREVIEW_SAMPLES[data.kind], seed=seed, G=G)
+    """The model's samples as a picture: an image grid (one row per class for conditional models), a
+    scatter over the real points, or input | bicubic | output | target strips for paired data."""
+    samples = model.preview_samples(PREVIEW_SAMPLES[data.kind], seed=seed, G=G, data=data)
+    if "targets" in samples.extra:
+        return save_strips(samples.extra["inputs"], samples.fake, samples.extra["targets"], path)
     return save_samples(samples.fake, path, real=data.x_test[:1000], labels=samples.labels)
 
 
@@ -116,11 +118,12 @@ def train_stage(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.
     out_dir = Path(out_dir)
     data = PreparedDataset.load(data_path)
     seed_everything(cfg.seed)
-    model = ganmodels.build(cfg.model, model_config_for(cfg, data.sample_shape, data.num_classes))
+    model = ganmodels.build(cfg.model, model_config_for(cfg, data.sample_shape, data.num_classes, data.input_shape))
     every = cfg.tracking.sample_every or max(1, cfg.train.steps // 4)
     losses = LossCSV(out_dir / "losses.csv")
     grids = SampleGrids(out_dir / "samples", every, data, on_image=on_image)
-    extra = list(callbacks) + _monitor_callbacks(cfg, data, on_metrics)
+    refs = references(cfg, data)  # trains (and caches) the domain classifier: a weak one fails before training
+    extra = list(callbacks) + _monitor_callbacks(cfg, data, refs, on_metrics)
     trainer = Trainer(model, data, cfg.train, workdir=out_dir, callbacks=[losses, grids, *extra],
                       data_info={"name": data.name, "hash": data.data_hash, "path": str(data_path)})
     result = trainer.fit(resume=resume)
@@ -143,24 +146,34 @@ class References:
 
 
 def references(cfg: RunConfig, data: PreparedDataset) -> References:
+    """The references of ``data``; raises ``EvaluationError`` when its domain classifier is too weak to trust."""
     refs = References()
     try:
         refs.modes = mixture_spec(data.name)
     except DataError:  # not a known mixture (user point sets, images)
         pass
-    if data.data_kind is DataKind.LABELLED_IMAGES:
+    if data.kind == "image" and data.num_classes:  # labelled images, or labelled pairs (a classifier of the targets)
         refs.classifier, refs.classifier_accuracy = domain_classifier(cfg, data)
+        if refs.classifier_accuracy < cfg.eval.min_classifier_accuracy:
+            raise EvaluationError(
+                f"the domain classifier behind the offline metrics reaches only {refs.classifier_accuracy:.3f} "
+                f"held-out accuracy on {data.name} (eval.min_classifier_accuracy is "
+                f"{cfg.eval.min_classifier_accuracy}); raise eval.classifier_epochs, or install the FID Inception "
+                "weights. Checked before training, so no training time was spent")
     return refs
 
 
-def _monitor_callbacks(cfg: RunConfig, data: PreparedDataset,
+# The mode-collapse monitor watches noise generators' class or mode coverage while they train.
+MONITORED_KINDS = (DataKind.LABELLED_IMAGES, DataKind.POINTS)
+
+
+def _monitor_callbacks(cfg: RunConfig, data: PreparedDataset, refs: References,
                        log_fn: Callable[[int, dict], None] | None) -> list[Callback]:
     """A ``ModeMonitor`` when the data has modes to watch: a known 2D mixture, or labelled images."""
-    if cfg.monitor.every <= 0:
+    if cfg.monitor.every <= 0 or data.data_kind not in MONITORED_KINDS:
         return []
     from ganmodels.train.monitor import ModeMonitor
 
-    refs = references(cfg, data)  # the classifier is cached: the evaluate stage reuses it
     if refs.modes is None and refs.classifier is None:
         return []
     return [ModeMonitor.for_data(data, cfg.monitor, modes=refs.modes, classifier=refs.classifier, log_fn=log_fn)]
@@ -197,10 +210,6 @@ def evaluate_stage(cfg: RunConfig, data_path: str | os.PathLike, checkpoint: str
     data = PreparedDataset.load(data_path)
     model = load_model(checkpoint)
     refs = references(cfg, data)
-    if refs.classifier_accuracy is not None and refs.classifier_accuracy < cfg.eval.min_classifier_accuracy:
-        raise EvaluationError(
-            f"domain classifier reaches only {refs.classifier_accuracy:.3f} held-out accuracy on {data.name} (needs "
-            f">= {cfg.eval.min_classifier_accuracy}); raise eval.classifier_epochs or use FID with Inception weights")
     metrics = evaluate_model(model, data, n_samples=cfg.eval.n_samples, classifier=refs.classifier,
                              classifier_accuracy=refs.classifier_accuracy, inception_weights=cfg.eval.inception_weights,
                              seed=cfg.eval.seed, modes=refs.modes, cas_epochs=cfg.eval.cas_epochs)

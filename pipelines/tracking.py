@@ -10,7 +10,6 @@ import math
 import os
 import subprocess
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -177,10 +176,7 @@ def log_generator(run: RunLogger, checkpoint: str | os.PathLike) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         ckpt_copy = Path(tmp) / CHECKPOINT_FILE
         ckpt_copy.write_bytes(Path(checkpoint).read_bytes())
-        with mlflow.start_run(run_id=run.run_id), warnings.catch_warnings():
-            # predict takes a dict of named arrays, validated against the tensor signature above; MLflow's
-            # suggestion to add type hints is for its type-hint-based schemas, which we do not use.
-            warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+        with mlflow.start_run(run_id=run.run_id):
             info = mlflow.pyfunc.log_model(
                 name=GENERATOR_ARTIFACT, python_model=str(Path(__file__).with_name("mlflow_model.py")),
                 artifacts={"checkpoint": str(ckpt_copy)}, code_paths=[str(Path(ganmodels.__file__).parent)],

@@ -46,3 +46,19 @@ def tiny_points():
     idx = torch.randint(8, (512,), generator=g)
     x = means[idx] + 0.01 * torch.randn(512, 2, generator=g)
     return PreparedDataset("ring-tiny", "points", x[:400], x[400:], idx[:400], idx[400:], [f"mode{i}" for i in range(8)])
+
+
+@pytest.fixture
+def tiny_pairs():
+    """Paired super-resolution data like digits-sr, built directly: 8x8 digit targets, 4x4 block-mean inputs."""
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    from ganmodels.data.base import PreparedDataset
+
+    d = load_digits()
+    x = torch.tensor(d.images[:300], dtype=torch.float32)[:, None] / 8.0 - 1.0  # (N, 1, 8, 8) in [-1, 1]
+    a = F.avg_pool2d(x, 2)  # (N, 1, 4, 4)
+    y = torch.tensor(d.target[:300], dtype=torch.int64)
+    return PreparedDataset("digits-sr-tiny", "image", x[:240], x[240:], y[:240], y[240:], [str(i) for i in range(10)],
+                           a_train=a[:240], a_test=a[240:])

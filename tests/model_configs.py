@@ -7,4 +7,5 @@ SMALL = {
     "dcgan": {"g_width": 8, "d_width": 8, "resolution": 16},
     "cgan": {"g_width": 8, "d_width": 8, "resolution": 16, "c_dim": 10},
     "mlp2d": {"g_width": 16, "d_width": 16},
+    "pix2pix": {"g_width": 8, "d_width": 8, "resolution": 8, "scale": 2},
 }

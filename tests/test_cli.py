@@ -166,3 +166,49 @@ def test_sample_a_conditional_model_writes_balanced_labels_or_the_asked_classes(
     unconditional = ganpipe(tmp_path, "sample", str(tiny_checkpoint(tmp_path, "dcgan")), "--n", "4", "--out", "v.npy",
                             "--class", "1")
     assert unconditional.returncode == 2 and "unconditional" in last_line(unconditional)
+
+
+def tiny_pix2pix(tmp_path: Path) -> tuple[Path, object]:
+    import ganmodels
+    from ganmodels.data import DataConfig, load_dataset
+    from ganmodels.train import TrainConfig, Trainer
+    from tests.model_configs import SMALL
+
+    data = load_dataset(DataConfig(name="digits-sr", resolution=None, max_samples=200))
+    trainer = Trainer(ganmodels.build("pix2pix", SMALL["pix2pix"]), data, TrainConfig(steps=2, batch_size=8),
+                      workdir=tmp_path / "pix2pix")
+    return trainer.fit().checkpoint, data
+
+
+def test_translate_with_a_checkpoint_and_its_onnx_file_agree(tmp_path):
+    import torch
+
+    from ganmodels.train import load_model
+
+    checkpoint, data = tiny_pix2pix(tmp_path)
+    inputs = data.a_test[:9].numpy()  # (9, 1, 4, 4) in [-1, 1]
+    np.save(tmp_path / "low.npy", inputs)
+    result = ganpipe(tmp_path, "translate", str(checkpoint), "low.npy", "--out", "high.npy")
+    assert result.returncode == 0, result.stderr
+    high = np.load(tmp_path / "high.npy")
+    with torch.no_grad():
+        expected = load_model(checkpoint).G(torch.from_numpy(inputs)).clamp(-1, 1).numpy()
+    assert high.shape == (9, 1, 8, 8) and high.dtype == np.float32
+    np.testing.assert_allclose(high, expected, atol=1e-5)
+
+    assert ganpipe(tmp_path, "export", str(checkpoint), "--out", "p.onnx").returncode == 0
+    onnx_result = ganpipe(tmp_path, "translate", "p.onnx", "low.npy", "--out", "high_onnx.npy")
+    assert onnx_result.returncode == 0, onnx_result.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "high_onnx.npy"), high, atol=1e-4)
+
+    folder = ganpipe(tmp_path, "translate", str(checkpoint), "low.npy", "--out", "pngs")
+    assert folder.returncode == 0 and len(list((tmp_path / "pngs").glob("*.png"))) == 9
+
+
+def test_translate_refuses_a_noise_model_and_sample_refuses_a_translation_model(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 4, 4), np.float32))
+    noise = ganpipe(tmp_path, "translate", str(tiny_checkpoint(tmp_path, "dcgan")), "x.npy", "--out", "y.npy")
+    assert noise.returncode == 2 and "ganpipe sample" in last_line(noise)
+    checkpoint, _ = tiny_pix2pix(tmp_path)
+    sampled = ganpipe(tmp_path, "sample", str(checkpoint), "--out", "s.npy")
+    assert sampled.returncode == 2 and "not sampled from noise" in last_line(sampled)

@@ -68,13 +68,17 @@ SHIPPED = {
 }
 SHIPPED[("digits", "cgan")] = {**SHIPPED[("digits", "dcgan")], "cond_accuracy": (0.9, None)}
 SHIPPED[("grid25", "mlp2d")] = SHIPPED[("ring8", "mlp2d")]
+SHIPPED[("digits-sr", "pix2pix")] = {"psnr_gain_over_bicubic": (3.0, None), "ssim": (0.7, None)}
+SHIPPED[("glyphs-sr", "pix2pix")] = SHIPPED[("glyphs-edges", "pix2pix")] = SHIPPED[("digits-sr", "pix2pix")]
+PRIMARY = {"ring8": "reverse_kl", "grid25": "reverse_kl", "digits-sr": "psnr_gain_over_bicubic",
+           "glyphs-sr": "psnr_gain_over_bicubic", "glyphs-edges": "psnr_gain_over_bicubic"}
 
 
 @pytest.mark.parametrize("dataset, model", list(SHIPPED))
 def test_params_yaml_gates_are_the_documented_ones(dataset, model):
     cfg = load_run_config(PROJECT_PARAMS, dataset=dataset, model=model)
     assert {metric: (g.min, g.max) for metric, g in cfg.gates.items()} == SHIPPED[(dataset, model)]
-    assert cfg.primary_metric == ("reverse_kl" if dataset in ("ring8", "grid25") else "domain_fd")
+    assert cfg.primary_metric == PRIMARY.get(dataset, "domain_fd")
 
 
 def test_smoke_preset_switches_every_gate_off():

@@ -24,8 +24,9 @@ def small_config(name: str) -> dict:
 
 
 @pytest.fixture
-def data_of_kind(tiny_images, tiny_points):
-    return {DataKind.LABELLED_IMAGES: tiny_images, DataKind.IMAGES: tiny_images, DataKind.POINTS: tiny_points}
+def data_of_kind(tiny_images, tiny_points, tiny_pairs):
+    return {DataKind.LABELLED_IMAGES: tiny_images, DataKind.IMAGES: tiny_images, DataKind.POINTS: tiny_points,
+            DataKind.PAIRED_IMAGES: tiny_pairs}
 
 
 def test_every_registered_model_has_a_small_test_config():
@@ -38,22 +39,18 @@ def build(name: str) -> GANFamily:
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_forward_backward_shapes(name):
+def test_the_signature_describes_the_inference_call(name):
     model = build(name)
     assert isinstance(model, get_spec(name).family) and model.accepts == get_spec(name).accepts
-    G, D = model.G, model.D
-    z = torch.randn(4, G.z_dim)
-    c = torch.randint(G.c_dim, (4,)) if G.c_dim else None
-    fake = G(z, c)
-    assert fake.shape == (4, *G.out_shape)
+    signature = model.signature()
+    inputs = signature.example(4, torch.Generator().manual_seed(0))
+    out = model.export_module()(*inputs)
+    assert tuple(out.shape) == (4, *signature.outputs[0].shape)
     if DataKind.POINTS not in model.accepts:
-        assert fake.min() >= -1 and fake.max() <= 1  # tanh output range
-    logits = D(fake, c)
-    assert logits.shape == (4,)
-    logits.sum().backward()
-    for module in (G, D):
-        grads = [p.grad for p in module.parameters() if p.requires_grad]
-        assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+        assert out.min() >= -1 and out.max() <= 1  # tanh output range
+    out.sum().backward()  # the inference network is differentiable end to end
+    grads = [p.grad for p in model.generator.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -68,19 +65,19 @@ def test_trains_samples_exports_and_reloads_through_its_family(name, data_of_kin
         changed = [not torch.equal(before[n], p) for n, p in model.named_parameters() if n.startswith(net_name + ".")]
         assert any(changed), f"{net_name} did not train"
 
-    samples = model.evaluation_samples(20, seed=0, G=trainer.generator)
+    samples = model.evaluation_samples(20, seed=0, G=trainer.generator, data=data)
     assert samples.fake.shape == (20, *data.sample_shape) and torch.isfinite(samples.fake).all()
     if getattr(model, "conditional", False):  # the classes in turn
         assert samples.labels.tolist() == [i % model.G.c_dim for i in range(20)]
 
     reloaded = load_model(result.checkpoint)
     assert type(reloaded) is type(model) and reloaded.name == name
-    again = reloaded.evaluation_samples(20, seed=0)
+    again = reloaded.evaluation_samples(20, seed=0, data=data)
     torch.testing.assert_close(again.fake, samples.fake)  # the EMA generator, rebuilt from plain state dicts
 
     path = export_onnx(reloaded, tmp_path / "g.onnx")
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-    assert check_onnx(path, reloaded, batch_sizes=(1, 7))["passed"]
+    assert check_onnx(path, reloaded, batch_sizes=(1, 7, 64))["passed"]
     signature = reloaded.signature()
     assert read_metadata(path)["signature"] == signature
     graph = onnx.load(str(path)).graph

@@ -275,3 +275,25 @@ def test_kinds_and_models_overlays_are_checked(tmp_path):
         load_run_config(write_params(tmp_path, {"models": {"stylegan9": {}}}))
     with pytest.raises(ConfigError, match="models.dcgan: unknown section"):
         load_run_config(write_params(tmp_path, {"models": {"dcgan": {"trian": {}}}}))
+
+
+def test_paired_sets_pick_pix2pix_at_their_own_size():
+    params = yaml.safe_load(PROJECT_PARAMS.read_text())
+    cfg = load_run_config(PROJECT_PARAMS, dataset="digits-sr")
+    assert (cfg.model, cfg.data_kind, cfg.registered_name) == ("pix2pix", DataKind.PAIRED_IMAGES, "pix2pix-digits-sr")
+    assert cfg.data.resolution is None  # kinds.paired-images: the pairs' own size
+    assert cfg.train.steps == params["models"]["pix2pix"]["train"]["steps"]
+    assert cfg.primary_metric == "psnr_gain_over_bicubic"
+    derived = load_run_config(PROJECT_PARAMS, dataset="digits", overrides=["data.task=sr", "data.scale=2"])
+    assert (derived.model, derived.data_kind, derived.data.task) == ("pix2pix", DataKind.PAIRED_IMAGES, "sr")
+    with pytest.raises(ConfigError, match="'dcgan' trains on images data .* holds paired-images"):
+        load_run_config(PROJECT_PARAMS, dataset="glyphs-sr", model="dcgan")
+    with pytest.raises(ConfigError, match="data.task='blur' is unknown"):
+        load_run_config(PROJECT_PARAMS, dataset="digits", overrides=["data.task=blur"])
+
+
+def test_benchmarks_train_pix2pix_as_the_pipeline_does():
+    from benchmarks import pix2pix_sr
+
+    params = yaml.safe_load(PROJECT_PARAMS.read_text())["models"]["pix2pix"]
+    assert pix2pix_sr.MODEL == params["model"] and pix2pix_sr.TRAIN == params["train"]

@@ -336,6 +336,7 @@ def test_gate_rejection_registers_nothing(smoke, project):
                                   "--set", "gates.class_kl.max=0.0001")
     assert result.returncode == 4, explain(result)
     assert registry_snapshot(client) == before
+    assert "Traceback" not in result.stderr  # an expected failure: a summary, not a stack trace
 
     assert summary["status"] == "rejected" and summary["exit_code"] == 4
     assert summary["registry"]["registered"] is False
@@ -386,7 +387,7 @@ def test_validation_failure_stops_before_training(smoke, project):
 
     result, summary = project.run("--preset", "smoke", "--dataset", "nan_digits.npy")
     assert result.returncode == 3, explain(result)
-    assert "data validation failed" in result.stderr and "no_nan" in result.stderr
+    assert "data validation failed" in result.stderr and "no_nan" in result.stderr and "Traceback" not in result.stderr
     assert "nan_digits.npy[all:3]" in result.stderr and "nan_digits.npy[all:50]" in result.stderr
     assert registry_snapshot(client) == before
     run_dir = Path(summary["run_dir"])
@@ -410,7 +411,7 @@ def test_divergence_fails_the_run(smoke, project):
                                   "--set", "model.d_norm=none", "--set", "train.guard.loss_limit=10",
                                   "--set", "train.guard.max_rollbacks=1")
     assert result.returncode == 5, explain(result)
-    assert "training diverged" in result.stderr
+    assert "training diverged" in result.stderr and "Traceback" not in result.stderr
     assert registry_snapshot(client) == before
     assert summary["status"] == "failed" and "TrainingDiverged" in summary["error"]
     run = client.get_run(summary["mlflow_run_id"])
@@ -539,3 +540,75 @@ def test_cgan_default_run_registers_a_conditional_champion(project):
     per_class = [float((predicted[labels == k] == k).mean()) for k in range(10)]
     assert min(per_class) >= 0.9, per_class
     assert sorted(set(predicted.tolist())) == list(range(10))
+
+
+# -- Pix2Pix, paired data ----------------------------------------------------------------------------
+
+
+def numpy_psnr(x: np.ndarray, y: np.ndarray) -> float:
+    """Mean per-image PSNR for images in [-1, 1] (data range 2), written out independently of ganmodels."""
+    mse = ((x.astype(np.float64) - y.astype(np.float64)) ** 2).reshape(len(x), -1).mean(axis=1)
+    return float(np.mean(10 * np.log10(4.0 / mse)))
+
+
+@pytest.mark.slow
+def test_pix2pix_digits_sr_default_run_beats_bicubic(project):
+    import onnxruntime as ort
+    import torch.nn.functional as F
+
+    from ganmodels.data import PreparedDataset
+
+    result, summary = project.run("--model", "pix2pix", "--dataset", "digits-sr", summary="pix2pix.json")
+    assert result.returncode == 0, explain(result)
+    name = "pix2pix-digits-sr"
+    assert (summary["registry"]["model_name"], summary["registry"]["version"]) == (name, "1")
+    assert aliases(project.client(), name) == {"champion": "1", "challenger": "1"}
+    assert summary["evaluation"]["primary_metric"] == "psnr_gain_over_bicubic"
+    assert summary["evaluation"]["metrics"]["psnr_gain_over_bicubic"] >= 3.0
+
+    # The ONNX contract: one input a (N, 1, 4, 4), output (N, 1, 8, 8), a dynamic N.
+    session = ort.InferenceSession(summary["export"]["onnx"], providers=["CPUExecutionProvider"])
+    (a_input,) = session.get_inputs()
+    assert a_input.name == "a" and a_input.shape[1:] == [1, 4, 4] and not isinstance(a_input.shape[0], int)
+    assert summary["export"]["batch_sizes"] == [1, 7, 64]
+
+    # `ganpipe translate` on the held-out inputs of the run's own data version beats bicubic by >= 3 dB.
+    data = PreparedDataset.load(summary["data"]["path"])
+    np.save(project.root / "held_out_inputs.npy", data.a_test.numpy())
+    translated = project.ganpipe("translate", f"models:/{name}@champion", "held_out_inputs.npy", "--out", "sr.npy")
+    assert translated.returncode == 0, explain(translated)
+    outputs, targets = np.load(project.root / "sr.npy"), data.x_test.numpy()
+    bicubic = F.interpolate(data.a_test, size=(8, 8), mode="bicubic", align_corners=False).clamp(-1, 1).numpy()
+    assert outputs.shape == targets.shape == (len(data.a_test), 1, 8, 8)
+    assert numpy_psnr(outputs, targets) - numpy_psnr(bicubic, targets) >= 3.0
+    (strips,) = [p for p in Path(summary["run_dir"]).glob("eval/samples.png")]
+    from PIL import Image
+
+    with Image.open(strips) as image:  # input | bicubic | output | target: four columns
+        assert image.width > image.height / 3 and image.format == "PNG"
+
+
+@pytest.mark.slow
+def test_a_paired_folder_with_bad_pairs_fails_validation_and_registers_nothing(smoke, project):
+    from PIL import Image
+
+    root = project.root / "bad_pairs"
+    (root / "A").mkdir(parents=True)
+    (root / "B").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(120):
+        b = (rng.random((16, 16)) * 255).astype(np.uint8)
+        Image.fromarray(b).save(root / "B" / f"{i:03d}.png")
+        if i != 5:  # 005 has no input
+            a = b[:5, :5] if i == 7 else b.reshape(8, 2, 8, 2).mean(axis=(1, 3)).astype(np.uint8)  # 007: wrong size
+            Image.fromarray(np.ascontiguousarray(a)).save(root / "A" / f"{i:03d}.png")
+    (root / "A" / "009.png").write_bytes(b"truncated")  # 009: corrupt input
+    client = project.client()
+    before = registry_snapshot(client)
+    result, summary = project.run("--preset", "smoke", "--dataset", "bad_pairs")
+    assert result.returncode == 3, explain(result)
+    assert summary["model"] == "pix2pix" and "data validation failed" in result.stderr
+    for name, check in (("005.png", "pair_complete"), ("009.png", "pair_complete"), ("007.png", "pair_scale")):
+        assert name in result.stderr and check in result.stderr
+    assert "Traceback" not in result.stderr
+    assert registry_snapshot(client) == before

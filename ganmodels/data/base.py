@@ -29,17 +29,24 @@ class DataConfig:
 
     name: a registered data-set name (``digits``, ``mnist``, ``fashion-mnist``, ``cifar10``,
       ``ring8``, ``grid25``), ``folder`` (an image folder at ``root``) or ``npy`` (an array at ``root``).
+    resolution: side of the prepared (target) images; None keeps the source's own size, which all
+      its images must share (the super-resolution sets: digits-sr's 8x8 are the real high resolution).
+    task: derive paired (input, target) samples from a single-domain image set: ``"sr"`` (inputs
+      are the targets area-downsampled by ``scale``) or ``"edges"`` (inputs are the targets' edge
+      maps); ``""`` keeps the set as it is.
     """
 
     name: str = "digits"
     root: str | None = None
-    resolution: int = 32
+    resolution: int | None = 32
     channels: int | None = None  # None: the source's own channel count
     download: bool = False  # torchvision sets only; never implied
     test_fraction: float = 0.2
     split_seed: int = 0
     num_points: int = 20_000  # 2D mixtures: training points drawn
     max_samples: int | None = None  # cap on source samples (quick runs)
+    task: str = ""  # "" | "sr" | "edges"
+    scale: int = 2  # task "sr": target size / input size
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,12 +76,26 @@ class SourceData:
     # Per-sample "train"/"test" where the source has an official split (torchvision sets, the
     # 2D mixtures); None: ``prepare`` draws a seeded split from the config.
     split: list[str] | None = None
+    # Paired sources: the input image A of each sample (``samples`` are the targets B), read from
+    # files; an entry is None where the partner is missing or unreadable (validation reports it).
+    inputs: list[np.ndarray | None] | None = None
+    # Paired sources whose inputs are computed from the prepared targets: ("sr", scale) or ("edges", 1).
+    derive: tuple[str, int] | None = None
+    # What went wrong reading each sample ("" when nothing): paired readers record missing partners
+    # and corrupt files here instead of raising, so that validation can name every bad pair.
+    problems: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
+    def paired(self) -> bool:
+        return self.inputs is not None or self.derive is not None
+
+    @property
     def data_kind(self) -> DataKind:
+        if self.paired:
+            return DataKind.PAIRED_IMAGES
         return kind_of(self.kind, labelled=self.labels is not None)
 
 
@@ -90,6 +111,9 @@ class PreparedDataset:
     y_test: torch.Tensor | None = None
     class_names: list[str] | None = None
     config: dict = field(default_factory=dict)
+    # Paired data: the inputs A of each sample, float32 (N, C, h, w) in [-1, 1]; x_* are the targets B.
+    a_train: torch.Tensor | None = None
+    a_test: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -97,7 +121,14 @@ class PreparedDataset:
 
     @property
     def data_kind(self) -> DataKind:
+        if self.a_train is not None:
+            return DataKind.PAIRED_IMAGES
         return kind_of(self.kind, labelled=self.y_train is not None and self.num_classes > 0)
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """Per-sample shape of the paired inputs A, or None for single-domain data."""
+        return tuple(self.a_train.shape[1:]) if self.a_train is not None else None
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -107,7 +138,8 @@ class PreparedDataset:
     def data_hash(self) -> str:
         """sha256 over the prepared tensors (dtype, shape, bytes) and class names: the data version."""
         h = hashlib.sha256()
-        for key in ("x_train", "y_train", "x_test", "y_test"):
+        keys = ("x_train", "y_train", "x_test", "y_test") + (("a_train", "a_test") if self.a_train is not None else ())
+        for key in keys:  # single-domain hashes are unchanged by the paired fields
             t = getattr(self, key)
             h.update(key.encode())
             if t is None:
@@ -129,6 +161,8 @@ class PreparedDataset:
             "y_test": self.y_test,
             "class_names": list(self.class_names) if self.class_names else None,
             "config": dict(self.config),
+            "a_train": self.a_train,
+            "a_test": self.a_test,
         }
 
     def save(self, path: str | os.PathLike) -> str:

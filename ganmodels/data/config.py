@@ -16,7 +16,12 @@ from ganmodels.data.registry import get_dataset, list_datasets
 MIN_RESOLUTION = 4
 MAX_RESOLUTION = 1024
 
-PATH_FORMS = "a directory of images (-> 'folder') or a file ending in .npy (-> 'npy')"
+PATH_FORMS = ("a directory of images (-> 'folder'; with A/ and B/ sub-folders -> 'paired-folder'), a file ending "
+              "in .npy (-> 'npy') or .npz with arrays a and b (-> 'npz-pairs')")
+TASKS = {"": "none", "sr": "super-resolution", "edges": "edges to image"}
+# Data sets read from a path, and what the path must be.
+ROOTED = {"folder": "a directory of images", "npy": "a .npy file", "paired-folder": "a directory with A/ and B/",
+          "aligned": "a directory of side-by-side A|B images", "npz-pairs": "a .npz file with arrays a and b"}
 
 
 def is_int(value: Any) -> bool:
@@ -26,19 +31,27 @@ def is_int(value: Any) -> bool:
 def validate_config(cfg: DataConfig) -> DataConfig:
     """Raise ``DataError`` naming the first bad field and its fix; return ``cfg`` unchanged."""
     get_dataset(cfg.name)  # unknown names raise, listing the registered ones
-    if cfg.name in ("folder", "npy") and not cfg.root:
-        what = "a directory of images" if cfg.name == "folder" else "a .npy file"
-        raise DataError(f"data set {cfg.name!r} needs data.root: the path of {what}")
+    if cfg.name in ROOTED and not cfg.root:
+        raise DataError(f"data set {cfg.name!r} needs data.root: the path of {ROOTED[cfg.name]}")
     return validate_preparation(cfg)
 
 
 def validate_preparation(cfg: DataConfig) -> DataConfig:
     """The checks of ``validate_config`` on the fields that ``prepare`` uses."""
-    if not is_int(cfg.resolution) or not MIN_RESOLUTION <= cfg.resolution <= MAX_RESOLUTION:
+    if cfg.resolution is not None and (not is_int(cfg.resolution)
+                                       or not MIN_RESOLUTION <= cfg.resolution <= MAX_RESOLUTION):
         raise DataError(
             f"data.resolution={cfg.resolution!r} is out of range; use an integer in "
-            f"[{MIN_RESOLUTION}, {MAX_RESOLUTION}], e.g. 32"
+            f"[{MIN_RESOLUTION}, {MAX_RESOLUTION}], e.g. 32, or null for the source's own size"
         )
+    if cfg.task not in TASKS:
+        raise DataError(f"data.task={cfg.task!r} is unknown; use one of {sorted(TASKS)} "
+                        "('sr': super-resolution pairs, 'edges': edge map -> image pairs, '': none)")
+    if not is_int(cfg.scale) or cfg.scale < 2:
+        raise DataError(f"data.scale={cfg.scale!r} must be an integer >= 2 (target size / input size)")
+    if cfg.task == "sr" and cfg.resolution is not None and cfg.resolution % cfg.scale:
+        raise DataError(f"data.resolution={cfg.resolution} is not divisible by data.scale={cfg.scale}; "
+                        "super-resolution inputs are the targets downsampled by the scale")
     if cfg.channels is not None and not (is_int(cfg.channels) and cfg.channels in (1, 3)):
         raise DataError(f"data.channels={cfg.channels!r} is invalid; use 1 (grey), 3 (RGB) or None (the source's own)")
     fraction = cfg.test_fraction
@@ -53,6 +66,20 @@ def validate_preparation(cfg: DataConfig) -> DataConfig:
             f"data.max_samples={cfg.max_samples!r} must be None (no cap) or an integer >= 2 (one train, one test sample)"
         )
     return cfg
+
+
+def source_for(spec: str) -> dict | None:
+    """``{"name": ..., "root": ...}`` for a registered name or an accepted path; None otherwise."""
+    if spec in list_datasets():
+        return {"name": spec}
+    path = Path(spec)
+    if spec.lower().endswith(".npy"):
+        return {"name": "npy", "root": spec}
+    if spec.lower().endswith(".npz"):
+        return {"name": "npz-pairs", "root": spec}
+    if path.is_dir():
+        return {"name": "paired-folder" if (path / "A").is_dir() and (path / "B").is_dir() else "folder", "root": spec}
+    return None
 
 
 def resolve_data_config(spec: str, **overrides: Any) -> DataConfig:
@@ -70,12 +97,9 @@ def resolve_data_config(spec: str, **overrides: Any) -> DataConfig:
         raise DataError("give the data set as the spec string, not as a 'name' override")
 
     names = list_datasets()
-    if spec in names:
-        values = {"name": spec}
-    elif spec.lower().endswith(".npy"):
-        values = {"name": "npy", "root": spec}
-    elif Path(spec).is_dir():
-        values = {"name": "folder", "root": spec}
+    source = source_for(spec)
+    if source is not None:
+        values = source
     else:
         raise DataError(
             f"data set {spec!r} is neither a registered name nor an accepted path. "

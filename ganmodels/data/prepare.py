@@ -1,9 +1,17 @@
-"""``SourceData`` -> ``PreparedDataset``: split, resize, scale; bit-for-bit reproducible."""
+"""``SourceData`` -> ``PreparedDataset``: split, resize, scale; bit-for-bit reproducible.
+
+Paired data (``DataKind.PAIRED_IMAGES``): the samples are the targets B; the inputs A are either
+read from files (``source.inputs``, resized to the target size divided by the pair's scale) or
+derived from the prepared targets: super-resolution inputs are the targets area-downsampled by
+the scale (the mean of each s x s block, as in the SR literature's "bicubic-free" degradation),
+edge inputs a fixed morphological gradient of the targets.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ganmodels.data.base import DataConfig, DataError, PreparedDataset, SourceData
 from ganmodels.data.config import validate_preparation
@@ -24,6 +32,12 @@ def check_source(source: SourceData) -> None:
         raise DataError(f"source {source.name!r}: {n} ids but lengths {wrong}; each field needs one entry per sample")
     if source.kind not in ("image", "points"):
         raise DataError(f"source {source.name!r} has kind {source.kind!r}; expected 'image' or 'points'")
+    if source.inputs is not None and len(source.inputs) != n:
+        raise DataError(f"source {source.name!r}: {n} targets but {len(source.inputs)} inputs; pairs must line up")
+    bad = [(i, p) for i, p in enumerate(source.problems or []) if p]
+    if bad:  # validation reports these first; prepare must never silently drop a pair
+        shown = "; ".join(f"{source.ids[i]}: {p}" for i, p in bad[:5])
+        raise DataError(f"source {source.name!r} has {len(bad)} unusable sample(s): {shown}")
 
 
 def split_indices(source: SourceData, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -59,25 +73,74 @@ def prepare_rows(source: SourceData, rows: np.ndarray, channels: int, resolution
     return prepare_images(samples, [source.ids[i] for i in rows], source.value_range, resolution, channels)
 
 
+def native_resolution(source: SourceData) -> int:
+    """The side of the source's images when they are all the same square size (``resolution: null``)."""
+    sizes = {tuple(np.asarray(s).shape[:2]) for s in source.samples}
+    if len(sizes) != 1 or len(next(iter(sizes))) != 2 or len(set(next(iter(sizes)))) != 1:
+        raise DataError(f"data.resolution=null keeps the source's own size, but {source.name!r} has images of "
+                        f"sizes {sorted(sizes)[:4]}; set data.resolution to one size, e.g. 32")
+    return int(next(iter(sizes))[0])
+
+
+def derive_inputs(targets: torch.Tensor, task: str, scale: int) -> torch.Tensor:
+    """Inputs A computed from prepared targets B ``(N, C, H, W)`` in [-1, 1]."""
+    if task == "sr":
+        if targets.shape[-1] % scale:
+            raise DataError(f"super-resolution by {scale} needs a target size divisible by it; "
+                            f"got {targets.shape[-1]}")
+        return F.avg_pool2d(targets, scale)  # (N, C, H/s, W/s): the block means, i.e. area downsampling
+    if task == "edges":
+        # Morphological gradient (3x3 max - 3x3 min): strokes become their outlines, in [0, 2] -> [-1, 1].
+        grad = F.max_pool2d(targets, 3, 1, 1) + F.max_pool2d(-targets, 3, 1, 1)
+        return (grad - 1.0).clamp(-1.0, 1.0)
+    raise DataError(f"unknown pairing task {task!r}")
+
+
 def prepare(source: SourceData, cfg: DataConfig) -> PreparedDataset:
     """Split ``source`` and make it model-ready; the same inputs give bit-identical tensors.
 
     Images become float32 ``(N, C, R, R)`` in [-1, 1] (``value_range`` mapped linearly, centre
     square cropped, bilinear resize antialiased when downscaling, C = ``cfg.channels`` or 3 when any
-    sample is colour, else 1); points stay float32 ``(N, 2)``. Train and test keep source order.
+    sample is colour, else 1; R = ``cfg.resolution``, or the source's own size when it is None);
+    points stay float32 ``(N, 2)``. Train and test keep source order. Paired data also gets its
+    inputs ``a_train``/``a_test`` (see the module docstring).
     """
     validate_preparation(cfg)
     check_source(source)
+    if cfg.task and source.paired:
+        raise DataError(f"data.task={cfg.task!r}: data set {source.name!r} is paired already")
     train, test = split_indices(source, cfg)
-    channels = cfg.channels or (default_channels(source.samples) if source.kind == "image" else 0)
+    image = source.kind == "image"
+    channels = cfg.channels or (default_channels(source.samples) if image else 0)
+    resolution = cfg.resolution if (cfg.resolution is not None or not image) else native_resolution(source)
     labels = None if source.labels is None else torch.from_numpy(np.asarray(source.labels, dtype=np.int64))
-    return PreparedDataset(
+    data = PreparedDataset(
         name=source.name,
         kind=source.kind,
-        x_train=prepare_rows(source, train, channels, cfg.resolution),
-        x_test=prepare_rows(source, test, channels, cfg.resolution),
+        x_train=prepare_rows(source, train, channels, resolution),
+        x_test=prepare_rows(source, test, channels, resolution),
         y_train=None if labels is None else labels[torch.from_numpy(train)],
         y_test=None if labels is None else labels[torch.from_numpy(test)],
         class_names=list(source.class_names) if source.class_names else None,
         config=cfg.to_dict(),
     )
+    derive = source.derive or ((cfg.task, cfg.scale) if cfg.task else None)
+    if derive is not None:
+        data.a_train, data.a_test = (derive_inputs(x, *derive) for x in (data.x_train, data.x_test))
+    elif source.inputs is not None:
+        scale = source_scale(source)
+        if resolution % scale:
+            raise DataError(f"paired set {source.name!r}: targets {scale}x the inputs' size need a resolution "
+                            f"divisible by {scale}; got {resolution}")
+        inputs = SourceData(source.name, "image", source.inputs, None, source.ids, source.value_range)
+        data.a_train, data.a_test = (prepare_rows(inputs, rows, channels, resolution // scale) for rows in (train, test))
+    return data
+
+
+def source_scale(source: SourceData) -> int:
+    """Target size / input size of a paired source read from files (1 for same-size translation)."""
+    ratios = {round(np.asarray(b).shape[0] / np.asarray(a).shape[0]) for a, b in zip(source.inputs, source.samples)}
+    if len(ratios) != 1 or min(ratios) < 1:
+        raise DataError(f"paired set {source.name!r} mixes input/target size ratios {sorted(ratios)}; "
+                        "every pair must have the same scale")
+    return int(ratios.pop())

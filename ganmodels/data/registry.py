@@ -28,15 +28,24 @@ class DatasetSpec:
     reader: Reader
     kind: DataKind | KindProbe
     description: str = ""
+    # Whether samples carry class labels, for kinds that do not say it themselves (paired images):
+    # a bool, a function of the DataConfig, or None (labelled exactly when the kind is labelled-images).
+    labelled: bool | Callable[[DataConfig], bool] | None = None
 
     def kind_for(self, cfg: DataConfig) -> DataKind:
         return self.kind if isinstance(self.kind, DataKind) else self.kind(cfg)
+
+    def labelled_for(self, cfg: DataConfig) -> bool:
+        if self.labelled is None:
+            return self.kind_for(cfg) is DataKind.LABELLED_IMAGES
+        return self.labelled if isinstance(self.labelled, bool) else bool(self.labelled(cfg))
 
 
 _DATASETS: dict[str, DatasetSpec] = {}
 
 
-def register_dataset(name: str, *, kind: DataKind | KindProbe, description: str = "") -> Callable[[Reader], Reader]:
+def register_dataset(name: str, *, kind: DataKind | KindProbe, description: str = "",
+                     labelled: bool | Callable[[DataConfig], bool] | None = None) -> Callable[[Reader], Reader]:
     """Decorator registering ``reader(cfg) -> SourceData`` under ``name``; duplicates are refused."""
 
     def decorator(reader: Reader) -> Reader:
@@ -44,7 +53,7 @@ def register_dataset(name: str, *, kind: DataKind | KindProbe, description: str 
             raise ValueError(f"data set {name!r} is already registered (by {_DATASETS[name].reader.__module__})")
         if not (isinstance(kind, DataKind) or callable(kind)):
             raise TypeError(f"data set {name!r}: kind must be a DataKind or a function of the DataConfig")
-        _DATASETS[name] = DatasetSpec(name, reader, kind, description)
+        _DATASETS[name] = DatasetSpec(name, reader, kind, description, labelled)
         return reader
 
     return decorator
@@ -70,5 +79,19 @@ def get_dataset(name: str) -> DatasetSpec:
 
 
 def dataset_kind(cfg: DataConfig) -> DataKind:
-    """The declared kind of the data set ``cfg`` names, without reading its samples."""
-    return get_dataset(cfg.name).kind_for(cfg)
+    """The declared kind of the data set ``cfg`` names, without reading its samples.
+
+    A ``task`` ("sr", "edges") turns a single-domain image set into paired images.
+    """
+    kind = get_dataset(cfg.name).kind_for(cfg)
+    if cfg.task:
+        if kind.modality != "image" or kind is DataKind.PAIRED_IMAGES:
+            raise DataError(f"data.task={cfg.task!r} derives pairs from a single-domain image set; data set "
+                            f"{cfg.name!r} holds {kind.value}")
+        return DataKind.PAIRED_IMAGES
+    return kind
+
+
+def dataset_labelled(cfg: DataConfig) -> bool:
+    """Whether the data set ``cfg`` names carries class labels (a derived task keeps its source's labels)."""
+    return get_dataset(cfg.name).labelled_for(cfg)

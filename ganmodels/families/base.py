@@ -29,6 +29,7 @@ from torch import nn
 
 from ganmodels.augment import diff_augment
 from ganmodels.data.kinds import DataKind, describe
+from ganmodels.losses import gradient_penalty, r1_penalty
 
 if TYPE_CHECKING:
     from ganmodels.data.base import PreparedDataset
@@ -87,6 +88,19 @@ class StepContext:
         """D on an augmented copy of ``x``: real and fake pass the same augmentation (DiffAugment §3)."""
         return D(diff_augment(x, self.augment, self.gen), *args)
 
+    def d_penalties(self, D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
+                    fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """R1 (Mescheder et al. 2018) and the WGAN-GP penalty on ``D``'s input, when configured, every
+        ``reg_every`` steps and scaled by that interval (lazy regularisation, StyleGAN2 App. B)."""
+        cfg, out = self.cfg, {}
+        if self.step % cfg.reg_every:
+            return out
+        if cfg.r1_gamma > 0:
+            out["r1"] = 0.5 * cfg.r1_gamma * cfg.reg_every * r1_penalty(D, real)
+        if cfg.gp_lambda > 0:
+            out["gp"] = cfg.gp_lambda * cfg.reg_every * gradient_penalty(D, real, fake, self.gen)
+        return out
+
 
 # -- evaluation and export -----------------------------------------------------------------------
 
@@ -95,19 +109,22 @@ class StepContext:
 class TensorSpec:
     """One named input or output of a generator; ``shape`` excludes the (dynamic) batch dimension.
 
-    dtype float32 inputs are drawn N(0, 1) for checks and examples; int64 inputs uniformly in
-    ``[0, high)``.
+    dtype float32 inputs are drawn N(0, 1) for checks and examples (uniformly in [-1, 1] when
+    ``bounded``: images); int64 inputs uniformly in ``[0, high)``.
     """
 
     name: str
     dtype: Literal["float32", "int64"]
     shape: tuple[int, ...]
     high: int | None = None
+    bounded: bool = False
 
     def draw(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """A random batch of this input, drawn on the CPU (the same numbers on any device)."""
         if self.dtype == "int64":
             return torch.randint(0, int(self.high or 1), (batch, *self.shape), generator=generator, dtype=torch.int64)
+        if self.bounded:
+            return torch.rand(batch, *self.shape, generator=generator) * 2 - 1
         return torch.randn(batch, *self.shape, generator=generator)
 
 
@@ -127,8 +144,8 @@ class Signature:
     @classmethod
     def from_json(cls, text: str) -> "Signature":
         raw = json.loads(text)
-        specs = lambda items: tuple(TensorSpec(i["name"], i["dtype"], tuple(i["shape"]), i.get("high"))  # noqa: E731
-                                    for i in items)
+        specs = lambda items: tuple(TensorSpec(i["name"], i["dtype"], tuple(i["shape"]), i.get("high"),  # noqa: E731
+                                               i.get("bounded", False)) for i in items)
         return cls(specs(raw["inputs"]), specs(raw["outputs"]))
 
 
@@ -207,12 +224,15 @@ class GANFamily(nn.Module):
 
     # -- evaluation and export -------------------------------------------------------------------
     def evaluation_samples(self, n: int, *, seed: int, batch_size: int = 256,
-                           device: torch.device | str | None = None, G: nn.Module | None = None) -> EvalSamples:
+                           device: torch.device | str | None = None, G: nn.Module | None = None,
+                           data: "PreparedDataset | None" = None) -> EvalSamples:
+        """``n`` samples to score: drawn from noise, or the model applied to ``data``'s held-out inputs."""
         raise NotImplementedError
 
-    def preview_samples(self, n: int, *, seed: int = 0, G: nn.Module | None = None) -> EvalSamples:
+    def preview_samples(self, n: int, *, seed: int = 0, G: nn.Module | None = None,
+                        data: "PreparedDataset | None" = None) -> EvalSamples:
         """About ``n`` samples to look at (a sample grid); families may round ``n`` to suit their layout."""
-        return self.evaluation_samples(n, seed=seed, G=G)
+        return self.evaluation_samples(n, seed=seed, G=G, data=data)
 
     def signature(self) -> Signature:
         raise NotImplementedError

@@ -24,7 +24,6 @@ from torch import nn
 
 from ganmodels.families.base import (EvalSamples, GANFamily, IncompatibleData, OptimiserGroup, Phase, Signature,
                                      StepContext, TensorSpec)
-from ganmodels.losses import gradient_penalty, r1_penalty
 
 if TYPE_CHECKING:
     from ganmodels.data.base import PreparedDataset
@@ -100,22 +99,11 @@ class NoiseGAN(GANFamily):
             real_logits = ctx.discriminate(self.D, real, c_real)
             fake_logits = ctx.discriminate(self.D, fake, c_fake)
             loss = ctx.loss.d_loss(real_logits.float(), fake_logits.float())
-            penalties = self._d_penalties(ctx, real, fake, c_real)
+            penalties = ctx.d_penalties(lambda x: ctx.discriminate(self.D, x, c_real), real, fake)
         total = loss + sum(penalties.values(), torch.zeros((), device=ctx.device))
         logs = {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
         logs.update({k: v.detach() for k, v in penalties.items()})
         return total, logs
-
-    def _d_penalties(self, ctx: StepContext, real, fake, c_real) -> dict[str, torch.Tensor]:
-        cfg, out = ctx.cfg, {}
-        if ctx.step % cfg.reg_every:
-            return out
-        D = lambda x: ctx.discriminate(self.D, x, c_real)  # noqa: E731
-        if cfg.r1_gamma > 0:
-            out["r1"] = 0.5 * cfg.r1_gamma * cfg.reg_every * r1_penalty(D, real)
-        if cfg.gp_lambda > 0:
-            out["gp"] = cfg.gp_lambda * cfg.reg_every * gradient_penalty(D, real, fake, ctx.gen)
-        return out
 
     def _g_loss(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z, c = self._latents(ctx)
@@ -138,11 +126,11 @@ class NoiseGAN(GANFamily):
         return sample_generator(G, n, seed=seed, batch_size=batch_size, device=device,
                                 labels=balanced_labels(n, G.c_dim, labels))
 
-    def evaluation_samples(self, n, *, seed, batch_size=256, device=None, G=None) -> EvalSamples:
+    def evaluation_samples(self, n, *, seed, batch_size=256, device=None, G=None, data=None) -> EvalSamples:
         fake, labels = self.sample(n, seed=seed, batch_size=batch_size, device=device, G=G)
         return EvalSamples(fake, labels)
 
-    def preview_samples(self, n: int, *, seed: int = 0, G: nn.Module | None = None) -> EvalSamples:
+    def preview_samples(self, n: int, *, seed: int = 0, G: nn.Module | None = None, data=None) -> EvalSamples:
         """Conditional models: 8 samples per class, so the grid has one full row per class."""
         if self.conditional:
             n = 8 * self.G.c_dim

@@ -21,7 +21,12 @@ exactly those.
   ``data_copying_ct`` (the C_T test of Meehan et al. 2020, the test split as its held-out sample);
 * images: ``fid`` only when the Inception weights are on this machine;
 * points: ``modes_captured``, ``modes_fraction``, ``high_quality_fraction``, ``reverse_kl``
-  (when ``modes`` is given) and precision/recall/density/coverage on the raw 2D coordinates.
+  (when ``modes`` is given) and precision/recall/density/coverage on the raw 2D coordinates;
+* paired images (translation, super-resolution), on the held-out pairs: ``psnr``, ``ssim``, ``l1``
+  of the outputs against the targets, the same for the bicubic baseline (``psnr_bicubic``,
+  ``ssim_bicubic``) and ``psnr_gain_over_bicubic``; with class labels and a domain classifier
+  (trained on the real targets) also ``domain_fd`` of outputs vs targets, ``class_preservation``
+  and ``classifier_accuracy``.
 
 PR/DC are computed on equal-sized random subsets of real and fake rows, as both papers assume;
 with the digits test split that is min(n_samples, 360) of each.
@@ -36,10 +41,12 @@ import torch
 from torch import nn
 
 from ganmodels.data.base import PreparedDataset
+from ganmodels.data.kinds import DataKind
 from ganmodels.families.base import EvalSamples, GANFamily
 from ganmodels.families.noise import balanced_labels, sample_generator
 from ganmodels.metrics.fid import extract_features, feature_stats, inception_features
 from ganmodels.metrics.frechet import frechet_distance
+from ganmodels.metrics.image_quality import bicubic_upsample, l1_error, psnr, ssim
 from ganmodels.metrics.inception import InceptionWeightsNotFound, find_inception_weights, load_fid_inception
 from ganmodels.metrics.kid import kid
 from ganmodels.metrics.memorisation import authenticity, data_copying_test
@@ -186,7 +193,7 @@ def evaluate_model(
       usual places and leaves ``fid`` out when absent. modes: ``(means (K, 2), std)`` of a 2D
       mixture. cas_epochs: epochs of the CAS classifier (conditional models).
     """
-    samples = model.evaluation_samples(n_samples, seed=seed, batch_size=batch_size, device=device)
+    samples = model.evaluation_samples(n_samples, seed=seed, batch_size=batch_size, device=device, data=data)
     return score_samples(samples, data, model=model.generator, classifier=classifier,
                          classifier_accuracy=classifier_accuracy, inception_weights=inception_weights, device=device,
                          seed=seed, batch_size=batch_size, modes=modes, reference=reference, cas_epochs=cas_epochs)
@@ -234,6 +241,8 @@ def score_samples(
     """The metrics of generated ``samples`` against the real reference split of ``data`` (flat float dict)."""
     if reference not in ("test", "train"):
         raise ValueError(f"reference must be 'test' or 'train', got {reference!r}")
+    if data.data_kind is DataKind.PAIRED_IMAGES:
+        return _paired_metrics(samples, data, classifier, classifier_accuracy, batch_size)
     real = data.x_test if reference == "test" else data.x_train
     real_labels = data.y_test if reference == "test" else data.y_train
     fake, fake_labels = samples.fake, samples.labels
@@ -270,4 +279,30 @@ def _point_metrics(real: torch.Tensor, fake: torch.Tensor, modes: tuple | None, 
         means, std = modes
         out.update({k: float(v) for k, v in mode_metrics_2d(fake, means, std).items()})
         out["modes_fraction"] = out["modes_captured"] / len(means)
+    return out
+
+
+def _paired_metrics(samples: EvalSamples, data: PreparedDataset, classifier: nn.Module | None,
+                    classifier_accuracy: float | None, batch_size: int) -> dict[str, float]:
+    """Outputs against their targets on the held-out pairs, and against the bicubic baseline."""
+    outputs, inputs, targets = samples.fake, samples.extra["inputs"], samples.extra["targets"]
+    if outputs.shape != targets.shape:
+        raise ValueError(f"outputs {tuple(outputs.shape)} do not match the targets {tuple(targets.shape)}")
+    baseline = bicubic_upsample(inputs, tuple(targets.shape[-2:]))
+    out = {"psnr": float(psnr(outputs, targets).mean()), "ssim": float(ssim(outputs, targets).mean()),
+           "l1": float(l1_error(outputs, targets).mean()),
+           "psnr_bicubic": float(psnr(baseline, targets).mean()), "ssim_bicubic": float(ssim(baseline, targets).mean())}
+    out["psnr_gain_over_bicubic"] = out["psnr"] - out["psnr_bicubic"]
+    if classifier is not None and samples.labels is not None:
+        was_training = classifier.training
+        classifier.eval()
+        try:
+            real_f, _ = _classifier_outputs(classifier, targets, batch_size)
+            fake_f, fake_pred = _classifier_outputs(classifier, outputs, batch_size)
+        finally:
+            classifier.train(was_training)
+        out["domain_fd"] = frechet_distance(*feature_stats(real_f), *feature_stats(fake_f))
+        out["class_preservation"] = float((fake_pred == samples.labels.numpy()).mean())
+        if classifier_accuracy is not None:
+            out["classifier_accuracy"] = float(classifier_accuracy)
     return out

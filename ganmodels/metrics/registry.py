@@ -14,11 +14,12 @@ from typing import Iterable, Literal
 from ganmodels.data.kinds import DataKind
 
 Direction = Literal["lower", "higher", "none"]
-Need = Literal["", "inception", "modes"]
+Need = Literal["", "inception", "modes", "labels"]
 
 _IMAGES = frozenset({DataKind.IMAGES, DataKind.LABELLED_IMAGES})
 _LABELLED = frozenset({DataKind.LABELLED_IMAGES})
 _POINTS = frozenset({DataKind.POINTS})
+_PAIRED = frozenset({DataKind.PAIRED_IMAGES})
 
 
 @dataclass(frozen=True)
@@ -67,9 +68,9 @@ def produced_metrics(kind: DataKind, *, conditional: bool = False, available: It
     """The metrics an evaluation of a model on ``kind`` data produces.
 
     available: the references present on this run: "inception" (FID weights found), "modes" (the
-    data is a known 2D mixture).
+    data is a known 2D mixture), "labels" (paired images with class labels).
     """
-    have = set(available) | {""}
+    have = set(available) | {""} | ({"labels"} if kind is DataKind.LABELLED_IMAGES else set())
     return sorted(m.name for m in _METRICS.values()
                   if kind.satisfies(m.kinds) and (conditional or not m.conditional) and m.needs in have)
 
@@ -83,8 +84,9 @@ def primary_metric(produced: Iterable[str]) -> str | None:
 for _spec in (
     MetricSpec("fid", "lower", _IMAGES, "Fréchet Inception Distance (pytorch-fid weights, local file only)",
                needs="inception", primary_rank=0),
-    MetricSpec("domain_fd", "lower", _LABELLED,
-               "Fréchet distance in the domain classifier's feature space (not FID)", primary_rank=1),
+    MetricSpec("domain_fd", "lower", _LABELLED | _PAIRED,
+               "Fréchet distance in the domain classifier's feature space (not FID); paired data: outputs vs "
+               "real targets", needs="labels", primary_rank=1),
     MetricSpec("kid", "lower", _LABELLED, "Kernel Inception-style distance on the domain features"),
     MetricSpec("kid_std", "none", _LABELLED, "standard deviation of the KID estimate over subsets"),
     MetricSpec("precision", "higher", _LABELLED | _POINTS, "share of samples on the real manifold (k-NN, k=3)"),
@@ -99,8 +101,8 @@ for _spec in (
     MetricSpec("data_copying_ct", "higher", _LABELLED, "data-copying test C_T (Meehan et al. 2020): per k-means cell, "
                "Mann-Whitney Z of generated vs held-out distances to the training set, averaged; << 0: copying, "
                "~0: like unseen data, > 0: further than unseen data (underfitting)"),
-    MetricSpec("classifier_accuracy", "higher", _LABELLED,
-               "held-out accuracy of the domain classifier behind the domain metrics"),
+    MetricSpec("classifier_accuracy", "higher", _LABELLED | _PAIRED,
+               "held-out accuracy of the domain classifier behind the domain metrics", needs="labels"),
     MetricSpec("cond_accuracy", "higher", _LABELLED,
                "share of samples the domain classifier assigns to the class they were asked for", conditional=True),
     MetricSpec("intra_fd", "lower", _LABELLED, "mean over classes of the per-class domain FD", conditional=True),
@@ -112,5 +114,15 @@ for _spec in (
     MetricSpec("high_quality_fraction", "higher", _POINTS, "share of samples within 3 std of a mode", needs="modes"),
     MetricSpec("reverse_kl", "lower", _POINTS, "KL(generated mode histogram || uniform)", needs="modes",
                primary_rank=2),
+    MetricSpec("psnr_gain_over_bicubic", "higher", _PAIRED, "PSNR of the outputs minus that of the bicubic "
+               "upsampled inputs (the inputs themselves for same-size translation), dB, held-out pairs",
+               primary_rank=0),
+    MetricSpec("psnr", "higher", _PAIRED, "PSNR of the outputs against the targets, dB, mean over held-out pairs"),
+    MetricSpec("ssim", "higher", _PAIRED, "SSIM of the outputs against the targets (Wang et al. 2004)"),
+    MetricSpec("l1", "lower", _PAIRED, "mean absolute error of the outputs, in [-1, 1] units"),
+    MetricSpec("psnr_bicubic", "none", _PAIRED, "PSNR of the bicubic baseline (measured in the same run)"),
+    MetricSpec("ssim_bicubic", "none", _PAIRED, "SSIM of the bicubic baseline"),
+    MetricSpec("class_preservation", "higher", _PAIRED, "share of outputs the domain classifier (trained on the "
+               "real targets) assigns to their pair's class", needs="labels"),
 ):
     register_metric(_spec)

@@ -207,3 +207,40 @@ def class_counts(source: SourceData, stats: pd.DataFrame) -> pd.DataFrame:
             "share_of_largest": share,
         }
     )
+
+
+def readable_targets(source: SourceData) -> SourceData:
+    """The source restricted to samples whose target was read (paired sources may have holes)."""
+    if not source.problems or all(s is not None for s in source.samples):
+        return source
+    keep = [i for i, s in enumerate(source.samples) if s is not None]
+    return SourceData(source.name, source.kind, [source.samples[i] for i in keep],
+                      None if source.labels is None else np.asarray(source.labels)[keep],
+                      [source.ids[i] for i in keep], source.value_range, source.class_names, source.origin)
+
+
+def pair_statistics(source: SourceData) -> pd.DataFrame:
+    """One row per pair of a paired source read from files: what went wrong reading it, the sizes of
+    input A and target B, their scale (B size / A size, per axis; NaN when a side is missing), A's
+    NaN/inf counts and finite value range. The target side is profiled by ``sample_statistics``."""
+    rows = []
+    for i, (a, b) in enumerate(zip(source.inputs, source.samples)):
+        row = {"id": source.ids[i], "problem": (source.problems or [""] * len(source.ids))[i]}
+        a_shape = np.asarray(a).shape if a is not None else None
+        b_shape = np.asarray(b).shape if b is not None else None
+        row.update(a_height=a_shape[0] if a_shape else np.nan, a_width=a_shape[1] if a_shape else np.nan,
+                   b_height=b_shape[0] if b_shape else np.nan, b_width=b_shape[1] if b_shape else np.nan)
+        row["a_channels"] = (a_shape[2] if len(a_shape) == 3 else 1) if a_shape else np.nan
+        row["b_channels"] = (b_shape[2] if len(b_shape) == 3 else 1) if b_shape else np.nan
+        both = a_shape is not None and b_shape is not None
+        row["scale_h"] = b_shape[0] / a_shape[0] if both else np.nan
+        row["scale_w"] = b_shape[1] / a_shape[1] if both else np.nan
+        values = np.asarray(a, dtype=np.float64) if a is not None else np.zeros(0)
+        finite = values[np.isfinite(values)]
+        row.update(a_nan_count=int(np.isnan(values).sum()), a_inf_count=int(np.isinf(values).sum()),
+                   a_min=float(finite.min()) if finite.size else np.nan,
+                   a_max=float(finite.max()) if finite.size else np.nan)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["id"] = pd.array(table["id"].tolist(), dtype=object)
+    return table

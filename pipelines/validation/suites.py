@@ -27,12 +27,13 @@ import pandas as pd
 from ganmodels.data.base import SourceData
 from pipelines.config import ValidationConfig
 from pipelines.errors import DataValidationError
-from pipelines.validation.profiling import class_counts, sample_statistics
+from pipelines.validation.profiling import class_counts, pair_statistics, readable_targets, sample_statistics
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import great_expectations as gx_type
 
 STATS_FILE = "sample_stats.csv"
+PAIRS_FILE = "pair_stats.csv"
 CLASS_COUNTS_FILE = "class_counts.csv"
 SUMMARY_FILE = "validation_summary.json"
 DOCS_DIR = "data_docs"
@@ -187,8 +188,41 @@ def class_expectations(config: ValidationConfig) -> list:
     ]
 
 
-def build_suites(source: SourceData, config: ValidationConfig) -> dict[str, Any]:
-    """``{"samples": suite}`` plus ``{"classes": suite}`` for labelled sources, named after the data set."""
+def pair_expectations(value_range: tuple[float, float], scale: float) -> list:
+    """Expectations on the per-pair table of a paired source read from files (see ``pair_statistics``)."""
+    gx = _import_gx()
+    lo, hi = (float(v) for v in value_range)
+    return [
+        _expectation(gx, "ExpectColumnValuesToBeInSet", "pair_complete",
+                     "every input A has its target B and both files are readable", column="problem", value_set=[""]),
+        _expectation(gx, "ExpectColumnValuesToBeInSet", "pair_scale_height",
+                     f"every target is {scale:g}x its input's height (the scale of most pairs)",
+                     column="scale_h", value_set=[scale]),
+        _expectation(gx, "ExpectColumnValuesToBeInSet", "pair_scale_width",
+                     f"every target is {scale:g}x its input's width", column="scale_w", value_set=[scale]),
+        _expectation(gx, "ExpectColumnPairValuesToBeEqual", "pair_channels",
+                     "input and target have the same channel count", column_A="a_channels", column_B="b_channels",
+                     ignore_row_if="either_value_is_missing"),
+        _expectation(gx, "ExpectColumnValuesToBeBetween", "input_no_nan",
+                     "no NaN pixel values in the inputs", column="a_nan_count", min_value=0, max_value=0),
+        _expectation(gx, "ExpectColumnValuesToBeBetween", "input_no_inf",
+                     "no infinite pixel values in the inputs", column="a_inf_count", min_value=0, max_value=0),
+        _expectation(gx, "ExpectColumnValuesToBeBetween", "input_range_low",
+                     f"smallest finite input pixel >= declared low {lo}", column="a_min", min_value=lo),
+        _expectation(gx, "ExpectColumnValuesToBeBetween", "input_range_high",
+                     f"largest finite input pixel <= declared high {hi}", column="a_max", max_value=hi),
+    ]
+
+
+def common_scale(pairs: pd.DataFrame) -> float:
+    """The scale most complete pairs share; the others are reported as mismatched."""
+    scales = pairs["scale_h"].dropna()
+    return float(scales.mode().iloc[0]) if len(scales) else 1.0
+
+
+def build_suites(source: SourceData, config: ValidationConfig, pairs: pd.DataFrame | None = None) -> dict[str, Any]:
+    """``{"samples": suite}``, plus ``{"classes": suite}`` for labelled sources and ``{"pairs": suite}``
+    for paired sources read from files, named after the data set."""
     gx = _import_gx()
     if source.kind == "image":
         sample_checks = image_expectations(source.value_range, config)
@@ -202,6 +236,9 @@ def build_suites(source: SourceData, config: ValidationConfig) -> dict[str, Any]
         suites["classes"] = gx.ExpectationSuite(
             name=f"{source.name}-{source.kind}-classes", expectations=class_expectations(config)
         )
+    if pairs is not None:
+        suites["pairs"] = gx.ExpectationSuite(name=f"{source.name}-pairs",
+                                              expectations=pair_expectations(source.value_range, common_scale(pairs)))
     return suites
 
 
@@ -291,10 +328,14 @@ def validate(source: SourceData, out_dir: str | os.PathLike, config: ValidationC
     seconds: dict[str, float] = {}
 
     t = time.perf_counter()
-    stats = sample_statistics(source)
+    targets = readable_targets(source)
+    stats = sample_statistics(targets)
     tables = {"samples": stats}
     if source.labels is not None:
-        tables["classes"] = class_counts(source, stats)
+        tables["classes"] = class_counts(targets, stats)
+    if source.inputs is not None:
+        tables["pairs"] = pair_statistics(source)
+        tables["pairs"].to_csv(out / PAIRS_FILE, index=False)
     stats_path = out / STATS_FILE
     stats.to_csv(stats_path, index=False)
     if "classes" in tables:
@@ -309,7 +350,7 @@ def validate(source: SourceData, out_dir: str | os.PathLike, config: ValidationC
     docs_dir = out / DOCS_DIR
     shutil.rmtree(docs_dir, ignore_errors=True)  # the site index lists every page on disk: start clean
     context = _ephemeral_context(docs_dir)
-    suites = build_suites(source, config)
+    suites = build_suites(source, config, tables.get("pairs"))
     seconds["gx_setup"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -17,6 +17,16 @@ from ganmodels.data.splits import cap_indices
 @register_dataset("digits", kind=DataKind.LABELLED_IMAGES,
                   description="scikit-learn's bundled 8x8 digits, 1,797 images, 10 classes")
 def read_digits(cfg: DataConfig) -> SourceData:
+    return read_digit_source(cfg, "digits")
+
+
+@register_dataset("digits-sr", kind=DataKind.PAIRED_IMAGES, labelled=True,
+                  description="super-resolution of the digits, 4x4 -> 8x8 (the 8x8 images are the real resolution)")
+def read_digits_sr(cfg: DataConfig) -> SourceData:
+    return read_digit_source(cfg, "digits-sr", derive=("sr", 2))
+
+
+def read_digit_source(cfg: DataConfig, name: str, derive: tuple[str, int] | None = None) -> SourceData:
     from sklearn.datasets import load_digits  # heavy import, only when used
 
     bunch = load_digits()
@@ -24,12 +34,13 @@ def read_digits(cfg: DataConfig) -> SourceData:
     labels = bunch.target.astype(np.int64)
     keep = cap_indices(labels, None, len(labels), cfg.max_samples, cfg.split_seed)
     return SourceData(
-        name="digits",
+        name=name,
         kind="image",
         samples=[images[i] for i in keep],
         labels=labels[keep],
-        ids=[f"digits[all:{i}]" for i in keep],
+        ids=[f"{name}[all:{i}]" for i in keep],
         value_range=(0.0, 16.0),  # 4x4 blocks of 32x32 bitmaps: counts of set pixels
         class_names=[str(c) for c in range(10)],
         origin="sklearn.datasets.load_digits",
+        derive=derive,
     )
