@@ -73,9 +73,9 @@ def sample_array(model: GANFamily, n: int, *, seed: int = 0,
     return samples.numpy(), (labels.numpy().astype(np.int64) if labels is not None else None)
 
 
-def load_images(spec: str) -> torch.Tensor:
-    """An image folder or a .npy array -> float32 (N, C, H, W) in [-1, 1] (via the data package's readers)."""
-    from ganmodels.data import DataConfig, DataError, prepare, read_source
+def read_image_files(spec: str, purpose: str):
+    """The raw ``SourceData`` of an image folder or a .npy array given on the command line."""
+    from ganmodels.data import DataConfig, DataError, read_source
 
     path = Path(spec)
     if path.is_dir():
@@ -85,30 +85,29 @@ def load_images(spec: str) -> torch.Tensor:
     else:
         raise DataError(f"{spec}: expected an image folder or a .npy array file")
     source = read_source(DataConfig(name=name, root=str(path)))
-    first = source.samples[0]
-    resolution = int(max(first.shape[:2])) if source.kind == "image" else 0
     if source.kind != "image":
-        raise DataError(f"{spec} holds 2D points, not images; FID needs images")
-    data = prepare(source, DataConfig(name=name, root=str(path), resolution=resolution, test_fraction=0.5))
+        raise DataError(f"{spec} holds 2D points, not images; {purpose} needs images")
+    return source
+
+
+def load_images(spec: str) -> torch.Tensor:
+    """An image folder or a .npy array -> float32 (N, C, H, W) in [-1, 1] (via the data package's readers)."""
+    from ganmodels.data import DataConfig, prepare
+
+    source = read_image_files(spec, "FID")
+    resolution = int(max(source.samples[0].shape[:2]))
+    data = prepare(source, DataConfig(name=source.name, root=spec, resolution=resolution, test_fraction=0.5))
     return torch.cat([data.x_train, data.x_test])
 
 
 def read_inputs(spec: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[str]]:
     """An image folder or a .npy array -> float32 (N, C, h, w) in [-1, 1] at the model's input ``shape``,
     and one name per input (for output files). Values are scaled like training data (see the npy reader)."""
-    from ganmodels.data import DataConfig, DataError, read_source
+    from ganmodels.data import DataError
     from ganmodels.data.imaging import prepare_images
 
-    path = Path(spec)
-    if path.is_dir():
-        name = "folder"
-    elif path.suffix == ".npy" and path.is_file():
-        name = "npy"
-    else:
-        raise DataError(f"{spec}: expected an image folder or a .npy array of inputs")
-    source = read_source(DataConfig(name=name, root=str(path)))
-    if source.kind != "image":
-        raise DataError(f"{spec} holds 2D points, not images")
+    source = read_image_files(spec, "translation")
+    name, path = source.name, Path(spec)
     channels, height, width = shape
     if height != width:
         raise DataError(f"the model takes {height}x{width} inputs; only square inputs are supported")
@@ -116,15 +115,25 @@ def read_inputs(spec: str, shape: tuple[int, ...]) -> tuple[torch.Tensor, list[s
     return inputs, [Path(i).stem if name == "folder" else f"{path.stem}_{k:05d}" for k, i in enumerate(source.ids)]
 
 
+def _onnx_image_input(model_uri: str):
+    """The one image input of an exported translation model (``TensorSpec``)."""
+    from ganmodels.export import read_metadata
+
+    if not Path(model_uri).is_file():
+        raise FileNotFoundError(f"{model_uri}: no such ONNX file")
+    inputs = read_metadata(model_uri)["signature"].inputs
+    if len(inputs) != 1 or len(inputs[0].shape) != 3:
+        raise UsageError(f"{model_uri} takes inputs {[i.name for i in inputs]}, not one image input")
+    return inputs[0]
+
+
 def translate_array(model_uri: str, inputs: torch.Tensor) -> np.ndarray:
     """Outputs for ``inputs`` from a registered model / checkpoint, or from an exported .onnx file."""
     if model_uri.endswith(".onnx"):
         import onnxruntime as ort
 
-        from ganmodels.export import read_metadata
-
+        spec = _onnx_image_input(model_uri)
         session = ort.InferenceSession(model_uri, providers=["CPUExecutionProvider"])
-        (spec,) = read_metadata(model_uri)["signature"].inputs
         return np.concatenate([session.run(None, {spec.name: inputs[i:i + 256].numpy()})[0]
                                for i in range(0, len(inputs), 256)]).astype(np.float32)
     model = load_model_from_uri(model_uri)
@@ -135,15 +144,9 @@ def translate_array(model_uri: str, inputs: torch.Tensor) -> np.ndarray:
 
 
 def model_input_shape(model_uri: str) -> tuple[int, ...]:
+    """The (C, h, w) input of a translation model (registered, a checkpoint, or an .onnx file)."""
     if model_uri.endswith(".onnx"):
-        from ganmodels.export import read_metadata
-
-        if not Path(model_uri).is_file():
-            raise FileNotFoundError(f"{model_uri}: no such ONNX file")
-        inputs = read_metadata(model_uri)["signature"].inputs
-        if len(inputs) != 1:
-            raise UsageError(f"{model_uri} takes inputs {[i.name for i in inputs]}, not one image input")
-        return tuple(inputs[0].shape)
+        return tuple(_onnx_image_input(model_uri).shape)
     model = load_model_from_uri(model_uri)
     inputs = model.signature().inputs
     if len(inputs) != 1 or len(inputs[0].shape) != 3:

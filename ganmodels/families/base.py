@@ -204,15 +204,26 @@ class GANFamily(nn.Module):
         raise NotImplementedError
 
     # -- training ----------------------------------------------------------------------------------
+    # The defaults describe the two-player game most families play: one optimiser for G (lr_g) and
+    # one for D (lr_d), ``d_steps`` D updates then one G update. A family with more networks
+    # (CycleGAN's two generators share "G") or regularisation phases (StyleGAN2's Greg) overrides them.
     def optimisers(self, cfg: "TrainConfig") -> dict[str, OptimiserGroup]:
-        raise NotImplementedError
+        betas = (cfg.beta1, cfg.beta2)
+        return {"G": OptimiserGroup(("G",), cfg.lr_g, betas), "D": OptimiserGroup(("D",), cfg.lr_d, betas)}
 
     def phases(self, cfg: "TrainConfig") -> tuple[Phase, ...]:
+        return (Phase("D", "D", "d", repeat=cfg.d_steps), Phase("G", "G", "g"))
+
+    def phase_losses(self) -> dict[str, Callable[[StepContext], tuple[torch.Tensor, dict[str, torch.Tensor]]]]:
+        """Each phase's loss function, by phase name."""
         raise NotImplementedError
 
     def phase_loss(self, phase: Phase, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The loss to minimise in ``phase`` and extra numbers to log (detached scalars)."""
-        raise NotImplementedError
+        losses = self.phase_losses()
+        if phase.name not in losses:
+            raise KeyError(f"family {self.family!r} has no phase {phase.name!r}; it has {sorted(losses)}")
+        return losses[phase.name](ctx)
 
     def family_state(self) -> dict:
         """Training state beyond networks and optimisers (an image pool, a path-length mean), checkpointed."""

@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import nn
 
-from ganmodels.families.base import (EvalSamples, GANFamily, IncompatibleData, OptimiserGroup, Phase, Signature,
-                                     StepContext, TensorSpec)
+from ganmodels.families.base import EvalSamples, GANFamily, IncompatibleData, Phase, Signature, StepContext, TensorSpec
 
 if TYPE_CHECKING:
     from ganmodels.data.base import PreparedDataset
@@ -62,22 +61,14 @@ class NoiseGAN(GANFamily):
         return {"x": x, "y": y}
 
     # -- training --------------------------------------------------------------------------------------
-    def optimisers(self, cfg: "TrainConfig") -> dict[str, OptimiserGroup]:
-        betas = (cfg.beta1, cfg.beta2)
-        return {"G": OptimiserGroup(("G",), cfg.lr_g, betas), "D": OptimiserGroup(("D",), cfg.lr_d, betas)}
-
     def phases(self, cfg: "TrainConfig") -> tuple[Phase, ...]:
         pack = getattr(self.config, "pack", 1)
         if cfg.batch_size % pack:
             raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by model.pack={pack}")
-        return (Phase("D", "D", "d", repeat=cfg.d_steps), Phase("G", "G", "g"))
+        return super().phases(cfg)
 
-    def phase_loss(self, phase: Phase, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if phase.name == "D":
-            return self._d_loss(ctx)
-        if phase.name == "G":
-            return self._g_loss(ctx)
-        raise KeyError(f"family {self.family!r} has no phase {phase.name!r}")
+    def phase_losses(self):
+        return {"D": self._d_loss, "G": self._g_loss}
 
     def _real_batch(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor | None]:
         x, y = ctx.tensors["x"], ctx.tensors["y"]

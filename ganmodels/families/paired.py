@@ -26,12 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganmodels.data.kinds import DataKind
-from ganmodels.families.base import (EvalSamples, GANFamily, IncompatibleData, OptimiserGroup, Phase, Signature,
-                                     StepContext, TensorSpec)
+from ganmodels.families.base import EvalSamples, GANFamily, IncompatibleData, Signature, StepContext, TensorSpec
 
 if TYPE_CHECKING:
     from ganmodels.data.base import PreparedDataset
-    from ganmodels.train.config import TrainConfig
 
 __all__ = ["PairedGAN", "upsample_to"]
 
@@ -70,19 +68,8 @@ class PairedGAN(GANFamily):
                 "b": data.x_train.to(device).contiguous(memory_format=memory_format)}
 
     # -- training --------------------------------------------------------------------------------------
-    def optimisers(self, cfg: "TrainConfig") -> dict[str, OptimiserGroup]:
-        betas = (cfg.beta1, cfg.beta2)
-        return {"G": OptimiserGroup(("G",), cfg.lr_g, betas), "D": OptimiserGroup(("D",), cfg.lr_d, betas)}
-
-    def phases(self, cfg: "TrainConfig") -> tuple[Phase, ...]:
-        return (Phase("D", "D", "d", repeat=cfg.d_steps), Phase("G", "G", "g"))
-
-    def phase_loss(self, phase: Phase, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if phase.name == "D":
-            return self._d_loss(ctx)
-        if phase.name == "G":
-            return self._g_loss(ctx)
-        raise KeyError(f"family {self.family!r} has no phase {phase.name!r}")
+    def phase_losses(self):
+        return {"D": self._d_loss, "G": self._g_loss}
 
     def _pairs(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = ctx.tensors["a"], ctx.tensors["b"]

@@ -171,56 +171,28 @@ def _fid_or_none(real, fake, inception_weights, device, batch_size) -> float | N
     return frechet_distance(*feature_stats(real_f), *feature_stats(fake_f))
 
 
-def evaluate_model(
-    model: GANFamily,
-    data: PreparedDataset,
-    *,
-    n_samples: int = 2000,
-    classifier: nn.Module | None = None,
-    classifier_accuracy: float | None = None,
-    inception_weights: str | os.PathLike | None = None,
-    device: str | torch.device | None = None,
-    seed: int = 0,
-    batch_size: int = 256,
-    modes: tuple | None = None,
-    reference: str = "test",
-    cas_epochs: int = 8,
-) -> dict[str, float]:
+def evaluate_model(model: GANFamily, data: PreparedDataset, *, n_samples: int = 2000, seed: int = 0,
+                   batch_size: int = 256, device: str | torch.device | None = None, **options) -> dict[str, float]:
     """Score a trained model (its inference network, EMA weights when loaded so) against ``data``.
 
-    classifier: a trained ``DomainClassifier`` (``train_domain_classifier``) for labelled images;
-      ignored for points. inception_weights: path of the pytorch-fid weights; None searches the
-      usual places and leaves ``fid`` out when absent. modes: ``(means (K, 2), std)`` of a 2D
-      mixture. cas_epochs: epochs of the CAS classifier (conditional models).
+    The family draws ``n_samples`` samples (or applies the model to the held-out inputs); ``options``
+    are ``score_samples``'s (classifier, classifier_accuracy, inception_weights, modes, reference,
+    cas_epochs).
     """
     samples = model.evaluation_samples(n_samples, seed=seed, batch_size=batch_size, device=device, data=data)
-    return score_samples(samples, data, model=model.generator, classifier=classifier,
-                         classifier_accuracy=classifier_accuracy, inception_weights=inception_weights, device=device,
-                         seed=seed, batch_size=batch_size, modes=modes, reference=reference, cas_epochs=cas_epochs)
+    return score_samples(samples, data, model=model.generator, seed=seed, batch_size=batch_size, device=device,
+                         **options)
 
 
-def evaluate_generator(
-    G: nn.Module,
-    data: PreparedDataset,
-    *,
-    n_samples: int = 2000,
-    classifier: nn.Module | None = None,
-    inception_weights: str | os.PathLike | None = None,
-    device: str | torch.device | None = None,
-    seed: int = 0,
-    batch_size: int = 256,
-    modes: tuple | None = None,
-    reference: str = "test",
-    cas_epochs: int = 8,
-) -> dict[str, float]:
+def evaluate_generator(G: nn.Module, data: PreparedDataset, *, n_samples: int = 2000, seed: int = 0,
+                       batch_size: int = 256, device: str | torch.device | None = None, **options) -> dict[str, float]:
     """``evaluate_model`` for a bare noise generator ``G(z, c)``; a conditional one is asked for the
-    classes in turn (balanced)."""
+    classes in turn (balanced). ``options`` as for ``score_samples``."""
     c_dim = int(getattr(G, "c_dim", 0) or 0)
     labels = balanced_labels(n_samples, c_dim) if c_dim else None
     fake, labels = sample_generator(G, n_samples, seed=seed, batch_size=batch_size, device=device, labels=labels)
-    return score_samples(EvalSamples(fake, labels), data, model=G, classifier=classifier,
-                         inception_weights=inception_weights, device=device, seed=seed, batch_size=batch_size,
-                         modes=modes, reference=reference, cas_epochs=cas_epochs)
+    return score_samples(EvalSamples(fake, labels), data, model=G, seed=seed, batch_size=batch_size, device=device,
+                         **options)
 
 
 def score_samples(
@@ -238,7 +210,14 @@ def score_samples(
     reference: str = "test",
     cas_epochs: int = 8,
 ) -> dict[str, float]:
-    """The metrics of generated ``samples`` against the real reference split of ``data`` (flat float dict)."""
+    """The metrics of generated ``samples`` against the real reference split of ``data`` (flat float dict).
+
+    classifier: a trained ``DomainClassifier`` (``train_domain_classifier``) for labelled images and
+      labelled pairs; ignored for points. classifier_accuracy: its held-out accuracy, reported.
+    inception_weights: path of the pytorch-fid weights; None searches the usual places and leaves
+      ``fid`` out when absent. modes: ``(means (K, 2), std)`` of a 2D mixture. reference: "test" (the
+      held-out split) or "train". cas_epochs: epochs of the CAS classifier (conditional models).
+    """
     if reference not in ("test", "train"):
         raise ValueError(f"reference must be 'test' or 'train', got {reference!r}")
     if data.data_kind is DataKind.PAIRED_IMAGES:
