@@ -56,20 +56,24 @@ class OnnxMismatchError(AssertionError):
         self.atol = atol
 
 
-def _callable_and_signature(model: nn.Module) -> tuple[nn.Module, Signature, str]:
-    """(module called with the signature's inputs, signature, family name) for a family or a bare ``G(z, c)``."""
+def _callable_and_signature(model: nn.Module, target: str | None = None) -> tuple[nn.Module, Signature, str]:
+    """(module called with the signature's inputs, signature, family name) for one export target of a
+    family (``export_targets``: the only one unless named), or for a bare ``G(z, c)``."""
     if isinstance(model, GANFamily):
-        return model.export_module(), model.signature(), model.family
+        targets = model.export_targets()
+        name = target if target is not None else next(iter(targets))
+        if name not in targets:
+            raise ValueError(f"model {model.name!r} exports {sorted(targets)}, not {name!r}")
+        module, signature = targets[name]
+        return module, signature, model.family
+    if target is not None:
+        raise ValueError("a bare generator has one export target; do not name one")
     signature = noise_signature(model)
     return NoiseCall(model, conditional=len(signature.inputs) > 1), signature, "noise"
 
 
-def _eval_target(model: nn.Module) -> nn.Module:
-    """The module whose train/eval mode matters: a family's inference network, or the bare generator."""
-    return model.generator if isinstance(model, GANFamily) else model
-
-
-def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = 18, batch_example: int = 2) -> Path:
+def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = 18, batch_example: int = 2,
+                target: str | None = None) -> Path:
     """Export ``model`` (a ``GANFamily``, or a bare ``G(z, c)`` generator) in eval mode to ONNX at
     ``path``, with the inputs and output its signature names and a dynamic batch dimension.
 
@@ -77,16 +81,16 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = 18, b
     directory beside it and the result is moved in with ``os.replace``. A failed export leaves
     ``path`` as it was (absent, or the previous model). Models under ~1.8 GB are one file;
     larger ones also get ``<name>.data`` beside it (moved in before the ``.onnx`` file).
-    The model's train/eval modes are restored afterwards.
+    The model's train/eval modes are restored afterwards. ``target`` names one of a family's
+    ``export_targets`` (CycleGAN: ``generator_a2b``, ``generator_b2a``); by default the first.
     """
     if batch_example < 2:
         # torch.export specialises dimensions of size 0 and 1, so the example batch must be >= 2.
         raise ValueError(f"batch_example must be >= 2 for a dynamic batch dimension, got {batch_example}")
     path = Path(path)
-    call, signature, family = _callable_and_signature(model)
-    target = _eval_target(model)
-    example = tuple(x.to(_device(target)) for x in signature.example(batch_example, torch.Generator().manual_seed(0)))
-    with _eval_mode(target), torch.no_grad():
+    call, signature, family = _callable_and_signature(model, target)
+    example = tuple(x.to(_device(call)) for x in signature.example(batch_example, torch.Generator().manual_seed(0)))
+    with _eval_mode(call), torch.no_grad():
         out = call(*example)
     output = signature.outputs[0]
     if tuple(out.shape[1:]) != output.shape:
@@ -107,7 +111,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = 18, b
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         tmp_file = tmp_dir / path.name  # same base name, so an external-data reference stays valid after the move
-        with _eval_mode(target):
+        with _eval_mode(call):
             metadata["exporter"] = _export_with_fallback(call, example, tmp_file, opset, signature)
         _embed_metadata(tmp_file, metadata)
         _move_into_place(tmp_dir, path)
@@ -123,6 +127,7 @@ def check_onnx(
     batch_sizes: Sequence[int] = (1, 7, 64),
     seed: int = 0,
     atol: float = 1e-4,
+    target: str | None = None,
 ) -> dict:
     """Run the ONNX model with onnxruntime (CPU) and compare it with ``model`` in eval mode.
 
@@ -132,8 +137,7 @@ def check_onnx(
     output holds NaN or inf (a broken model must not pass because both sides are broken), or when
     the ONNX model's signature differs from the model's.
     """
-    call, signature, _ = _callable_and_signature(model)
-    target = _eval_target(model)
+    call, signature, _ = _callable_and_signature(model, target)
     saved = read_metadata(path).get("signature")
     if saved != signature:
         raise OnnxMismatchError(f"{path}: the ONNX model's signature {_describe(saved)} differs from the model's "
@@ -141,10 +145,10 @@ def check_onnx(
     session = _session(path)
     generator = torch.Generator().manual_seed(seed)
     max_abs_diff = 0.0
-    with _eval_mode(target), torch.no_grad():
+    with _eval_mode(call), torch.no_grad():
         for batch in batch_sizes:
             inputs = signature.example(batch, generator)
-            expected = call(*(x.to(_device(target)) for x in inputs)).cpu().numpy()
+            expected = call(*(x.to(_device(call)) for x in inputs)).cpu().numpy()
             (got,) = session.run(None, _feed(signature, inputs))
             if got.shape != expected.shape:
                 raise OnnxMismatchError(

@@ -62,6 +62,14 @@ register_loss(AdversarialLoss(
 ))
 
 
+# Least-squares GAN (Mao et al. 2017, eq. 9 with a=0, b=c=1): the loss CycleGAN trains with (§4).
+register_loss(AdversarialLoss(
+    "lsgan",
+    d_loss=lambda real, fake: (real - 1).square().mean() + fake.square().mean(),
+    g_loss=lambda fake: (fake - 1).square().mean(),
+))
+
+
 def r1_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
     """R1 = E[||grad_x D(x)||^2] on real data (Mescheder et al. 2018, eq. 9); scale by gamma/2 outside."""
     real = real.detach().requires_grad_(True)

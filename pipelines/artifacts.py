@@ -80,6 +80,14 @@ def save_strips(inputs: torch.Tensor, outputs: torch.Tensor, targets: torch.Tens
     return _atomic_png(lambda tmp: _image_grid(tiles, tmp, nrow=len(columns)), Path(path))
 
 
+def save_cycle_strips(a_rows: tuple[torch.Tensor, ...], b_rows: tuple[torch.Tensor, ...],
+                      path: str | os.PathLike) -> Path:
+    """Two domains: input | translated | translated back, for held-out A images, then B images."""
+    a = torch.stack([t.float() for t in a_rows], dim=1).flatten(0, 1)  # (N * 3, C, H, W), row-major
+    b = torch.stack([t.float() for t in b_rows], dim=1).flatten(0, 1)
+    return _atomic_png(lambda tmp: _image_grid(torch.cat([a, b]), tmp, nrow=3), Path(path))
+
+
 def _scatter(samples: torch.Tensor, real: torch.Tensor | None, out: str) -> None:
     import matplotlib
 

@@ -117,21 +117,36 @@ def cmd_export(args) -> int:
 
     def go():
         model = load_model_from_uri(args.model_uri)
+        targets = list(model.export_targets())
+        if args.direction is not None:
+            if f"generator_{args.direction}" not in targets:
+                raise UsageError(f"--direction {args.direction}: model {model.name!r} exports {targets}")
+            targets = [f"generator_{args.direction}"]
         out = Path(args.out)
-        # Exported and checked under a temporary name in the same folder; only a model that passes the
-        # check takes the requested name (a failed check leaves the previous file, if any).
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
-            staged = export_onnx(model, Path(tmp) / out.name)
-            check = check_onnx(staged, model, atol=args.atol)
-            for side_file in Path(tmp).iterdir():  # external weights (large models) first, the .onnx last
-                if side_file.name != out.name:
-                    os.replace(side_file, out.parent / side_file.name)
-            os.replace(staged, out)
-        print(f"wrote {out}; onnxruntime vs PyTorch max abs diff {check['max_abs_diff']:.3g} "
-              f"(batch sizes {check['batch_sizes']})")
+        for target in targets:  # two-domain models without --direction: <out>_a2b.onnx and <out>_b2a.onnx
+            path = out if len(targets) == 1 else out.with_name(f"{out.stem}_{target.removeprefix('generator_')}"
+                                                              f"{out.suffix}")
+            check = _export_checked(model, path, target, args.atol)
+            print(f"wrote {path}; onnxruntime vs PyTorch max abs diff {check['max_abs_diff']:.3g} "
+                  f"(batch sizes {check['batch_sizes']})")
 
     return run_guarded(go)
+
+
+def _export_checked(model, out: Path, target: str, atol: float) -> dict:
+    """Export and check under a temporary name in the same folder; only a model that passes the check
+    takes the requested name (a failed check leaves the previous file, if any)."""
+    from ganmodels.export import check_onnx, export_onnx
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", dir=out.parent) as tmp:
+        staged = export_onnx(model, Path(tmp) / out.name, target=target)
+        check = check_onnx(staged, model, atol=atol, target=target)
+        for side_file in Path(tmp).iterdir():  # external weights (large models) first, the .onnx last
+            if side_file.name != out.name:
+                os.replace(side_file, out.parent / side_file.name)
+        os.replace(staged, out)
+    return check
 
 
 def cmd_translate(args) -> int:
@@ -142,8 +157,8 @@ def cmd_translate(args) -> int:
 
     def go():
         out = Path(args.out)
-        inputs, names = read_inputs(args.input, model_input_shape(args.model_uri))
-        outputs = translate_array(args.model_uri, inputs)
+        inputs, names = read_inputs(args.input, model_input_shape(args.model_uri, args.direction))
+        outputs = translate_array(args.model_uri, inputs, args.direction)
         if out.suffix == ".npy":
             with atomic_path(out, suffix=".npy") as tmp:
                 np.save(tmp, outputs)
@@ -218,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("model_uri", help="models:/NAME@ALIAS, models:/NAME/VERSION or a checkpoint path")
     exp.add_argument("--out", required=True)
     exp.add_argument("--atol", type=float, default=1e-4)
+    exp.add_argument("--direction", choices=["a2b", "b2a"], default=None,
+                     help="two-domain (CycleGAN) models: export one direction (default: both, as <out>_a2b.onnx "
+                          "and <out>_b2a.onnx)")
     exp.set_defaults(func=cmd_export)
 
     trn = sub.add_parser("translate", help="apply a paired (pix2pix) model to inputs: super-resolve or translate")
@@ -225,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
                                        ".onnx file")
     trn.add_argument("input", help="an image folder or a .npy array of inputs (scaled like training data)")
     trn.add_argument("--out", required=True, help="a .npy file (float32 (N, C, H, W) in [-1, 1]) or a folder of PNGs")
+    trn.add_argument("--direction", choices=["a2b", "b2a"], default=None,
+                     help="two-domain (CycleGAN) models: translate domain A to B (default) or B to A")
     trn.set_defaults(func=cmd_translate)
 
     fid = sub.add_parser("fid", help="FID between two image sets (folders or .npy arrays)")

@@ -2,6 +2,7 @@
 
 Precedence, lowest first: dataclass defaults < the model's recipe (``run.recipe``) < ``params.yaml``
 sections < ``kinds.<data kind>`` (labelled images take ``kinds.images`` first) < ``models.<model>``
+< ``datasets.<data set>`` (a registered name, or the reader of a path: ``folder``, ``npy``, ...)
 < ``presets.<name>`` < ``--set SECTION.KEY=VALUE``.
 
 Everything that can be judged before work starts is judged here, so bad input fails in a second
@@ -39,7 +40,7 @@ __all__ = ["ConfigError", "EvalConfig", "ExportConfig", "GateSpec", "RunConfig",
 
 # The model trained when run.model is "auto".
 DEFAULT_MODEL_BY_KIND = {DataKind.IMAGES: "dcgan", DataKind.LABELLED_IMAGES: "dcgan", DataKind.POINTS: "mlp2d",
-                         DataKind.PAIRED_IMAGES: "pix2pix"}
+                         DataKind.PAIRED_IMAGES: "pix2pix", DataKind.UNPAIRED_IMAGES: "cyclegan"}
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class ValidationConfig:
     sample of those kinds points at a broken reader or a corrupt file, not at noise.
 
     min_samples: the table must have at least this many rows (images or points).
+    min_domain_samples: two-domain sources: each domain must have at least this many images (and be
+      neither one image repeated nor mostly blank).
     min_image_size: smallest height and width accepted, in pixels.
     allowed_channels: channel counts accepted; (H, W) arrays count as 1 channel.
     max_blank_share: share of constant images (std == 0) tolerated, as GX ``mostly = 1 - share``.
@@ -93,6 +96,7 @@ class ValidationConfig:
     """
 
     min_samples: int = 100
+    min_domain_samples: int = 50
     min_image_size: int = 8
     allowed_channels: tuple[int, ...] = (1, 3)
     max_blank_share: float = 0.01
@@ -107,7 +111,7 @@ class ValidationConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"ValidationConfig.{name} must lie in [0, 1], got {value!r}")
-        for name in ("min_samples", "min_image_size", "example_ids"):
+        for name in ("min_samples", "min_domain_samples", "min_image_size", "example_ids"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ValidationConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if self.points_abs_bound <= 0:
@@ -177,7 +181,8 @@ class RunConfig:
         """Registry name ``<model>-<dataset>``; image folders and arrays use their file stem, a derived
         task adds itself (``pix2pix-fashion-mnist-sr4``)."""
         source = self.data.name
-        if source in ("folder", "npy", "paired-folder", "aligned", "npz-pairs") and self.data.root:
+        if source in ("folder", "npy", "paired-folder", "aligned", "npz-pairs", "unpaired-folder", "two-domains") \
+                and self.data.root:
             source = Path(self.data.root).stem or source
         task = {"sr": f"-sr{self.data.scale}", "edges": "-edges"}.get(self.data.task, "")
         return f"{self.model}-{source}{task}"
@@ -237,7 +242,7 @@ def deep_merge(base: dict, top: dict) -> dict:
 
 
 SECTIONS = ("run", "data", "model", "train", "eval", "gates", "validation", "monitor", "export", "tracking")
-OVERLAYS = ("kinds", "models", "presets")  # sections of sections, applied in this order
+OVERLAYS = ("kinds", "models", "datasets", "presets")  # sections of sections, applied in this order
 RUN_KEYS = ("model", "dataset", "preset", "recipe", "seed")
 
 
@@ -297,7 +302,15 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
     if unknown_models:
         raise ConfigError(f"{params_path}: models.{unknown_models[0]} is not a registered model; models: "
                           f"{', '.join(ganmodels.list_models())}")
-    layers += [_overlay(models.get(model_name), f"models.{model_name}"), preset_layer, cli]
+    datasets = _overlay_table(params, "datasets")
+    from ganmodels.data import list_datasets
+
+    unknown_sets = sorted(set(datasets) - set(list_datasets()))
+    if unknown_sets:
+        raise ConfigError(f"{params_path}: datasets.{unknown_sets[0]} is not a registered data set; data sets: "
+                          f"{', '.join(list_datasets())}")
+    layers += [_overlay(models.get(model_name), f"models.{model_name}"),
+               _overlay(datasets.get(source.name), f"datasets.{source.name}"), preset_layer, cli]
     merged: dict = {}
     for layer in layers:
         merged = deep_merge(merged, layer)
@@ -442,10 +455,12 @@ def _overlay(values: Any, where: str) -> dict:
 def _references(data_cfg: DataConfig, eval_cfg: EvalConfig, kind: DataKind) -> set[str]:
     """What this run's evaluation can measure against: FID weights on this machine, a known 2D mixture,
     class labels (a domain classifier)."""
-    from ganmodels.data import dataset_labelled
+    from ganmodels.data import dataset_has_truth, dataset_labelled
     from ganmodels.metrics import InceptionWeightsNotFound, find_inception_weights
 
     found = {"labels"} if dataset_labelled(data_cfg) else set()
+    if dataset_has_truth(data_cfg):
+        found.add("truth")
     try:
         find_inception_weights(eval_cfg.inception_weights)
         found.add("inception")

@@ -101,7 +101,8 @@ def export_task(cfg: dict, ctx: RunContext, checkpoint: str) -> dict:
     result = stages.export_stage(config, checkpoint, Path(ctx.run_dir) / "export")
     run = _logger(ctx, config)
     run.log_metrics({"onnx_max_abs_diff": result["max_abs_diff"]})
-    run.log_artifact(result["onnx"], "onnx")
+    for path in result["files"].values():
+        run.log_artifact(path, "onnx")
     return result
 
 

@@ -127,8 +127,11 @@ def _onnx_image_input(model_uri: str):
     return inputs[0]
 
 
-def translate_array(model_uri: str, inputs: torch.Tensor) -> np.ndarray:
-    """Outputs for ``inputs`` from a registered model / checkpoint, or from an exported .onnx file."""
+def translate_array(model_uri: str, inputs: torch.Tensor, direction: str | None = None) -> np.ndarray:
+    """Outputs for ``inputs`` from a registered model / checkpoint, or from an exported .onnx file.
+
+    direction: for two-domain models, ``a2b`` (default) or ``b2a``; an .onnx file is one direction.
+    """
     if model_uri.endswith(".onnx"):
         import onnxruntime as ort
 
@@ -140,15 +143,23 @@ def translate_array(model_uri: str, inputs: torch.Tensor) -> np.ndarray:
     if not hasattr(model, "translate"):
         raise UsageError(f"model {model.name!r} ({model.family} family) does not translate inputs; use "
                          "`ganpipe sample` for models that generate from noise")
+    if len(model.export_targets()) > 1:
+        return model.translate(inputs, direction or "a2b").clamp(-1, 1).numpy()
+    if direction is not None:
+        raise UsageError(f"--direction: model {model.name!r} translates one way only")
     return model.translate(inputs).clamp(-1, 1).numpy()
 
 
-def model_input_shape(model_uri: str) -> tuple[int, ...]:
+def model_input_shape(model_uri: str, direction: str | None = None) -> tuple[int, ...]:
     """The (C, h, w) input of a translation model (registered, a checkpoint, or an .onnx file)."""
     if model_uri.endswith(".onnx"):
         return tuple(_onnx_image_input(model_uri).shape)
     model = load_model_from_uri(model_uri)
-    inputs = model.signature().inputs
+    targets = model.export_targets()
+    if direction is not None and f"generator_{direction}" not in targets:
+        raise UsageError(f"--direction {direction}: model {model.name!r} exports {sorted(targets)}")
+    _, signature = targets.get(f"generator_{direction}", next(iter(targets.values())))
+    inputs = signature.inputs
     if len(inputs) != 1 or len(inputs[0].shape) != 3:
         raise UsageError(f"model {model.name!r} ({model.family} family) does not translate images; use "
                          "`ganpipe sample` for models that generate from noise")

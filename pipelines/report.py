@@ -40,7 +40,8 @@ def print_summary(summary: dict) -> None:
                       f"{training['rollbacks']} rollback(s)")
     export = summary.get("export") or {}
     if export:
-        console.print(f"onnx: {export['onnx']} (max abs diff vs PyTorch {export['max_abs_diff']:.2g})")
+        files = ", ".join((export.get("files") or {"generator": export["onnx"]}).values())
+        console.print(f"onnx: {files} (max abs diff vs PyTorch {export['max_abs_diff']:.2g})")
     console.print(f"run directory: {summary.get('run_dir')}  (summary.json, samples, checkpoints, Data Docs)")
     uri = summary.get("tracking_uri", "sqlite:///mlflow.db")
     console.print(f"MLflow UI: mlflow ui --backend-store-uri {uri}  then open http://127.0.0.1:5000")

@@ -24,7 +24,7 @@ import ganmodels
 from ganmodels.data import DataError, DataKind, PreparedDataset, mixture_spec, prepare, read_source
 from ganmodels.io import atomic_write
 from ganmodels.train import Callback, Trainer, load_checkpoint, load_model, seed_everything
-from pipelines.artifacts import PREVIEW_SAMPLES, save_loss_curves, save_samples, save_strips
+from pipelines.artifacts import PREVIEW_SAMPLES, save_cycle_strips, save_loss_curves, save_samples, save_strips
 from pipelines.config import RunConfig, load_run_config, model_config_for
 from pipelines.errors import EvaluationError
 from pipelines.gates import evaluate_gates, failed_early_stop
@@ -108,6 +108,9 @@ def save_preview(model, data: PreparedDataset, path: Path, *, seed: int = 0, G=N
     samples = model.preview_samples(PREVIEW_SAMPLES[data.kind], seed=seed, G=G, data=data)
     if "targets" in samples.extra:
         return save_strips(samples.extra["inputs"], samples.fake, samples.extra["targets"], path)
+    if "a2b2a" in samples.extra:
+        x = samples.extra
+        return save_cycle_strips((x["inputs_a"], x["a2b"], x["a2b2a"]), (x["inputs_b"], x["b2a"], x["b2a2b"]), path)
     return save_samples(samples.fake, path, real=data.x_test[:1000], labels=samples.labels)
 
 
@@ -183,7 +186,11 @@ def _monitor_callbacks(cfg: RunConfig, data: PreparedDataset, refs: References,
 
 
 def domain_classifier(cfg: RunConfig, data: PreparedDataset):
-    """The offline domain classifier for this data version, trained once and cached by data hash."""
+    """The offline domain classifier for this data version, trained once and cached by data hash.
+
+    It learns the classes from the real images of every domain the data has (both domains of
+    unpaired data, so that it judges translations into either).
+    """
     from ganmodels.metrics import DomainClassifier, train_domain_classifier
 
     key = hashlib.sha256(f"{data.data_hash}:{cfg.eval.classifier_epochs}:{cfg.eval.seed}".encode()).hexdigest()[:16]
@@ -191,7 +198,11 @@ def domain_classifier(cfg: RunConfig, data: PreparedDataset):
     if path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
         return DomainClassifier.load(path), float(state["test_accuracy"])
-    model, accuracy = train_domain_classifier(data.x_train, data.y_train, data.x_test, data.y_test, data.num_classes,
+    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+    if data.b_train is not None:
+        x_train, y_train = torch.cat([x_train, data.b_train]), torch.cat([y_train, data.yb_train])
+        x_test, y_test = torch.cat([x_test, data.b_test]), torch.cat([y_test, data.yb_test])
+    model, accuracy = train_domain_classifier(x_train, y_train, x_test, y_test, data.num_classes,
                                               epochs=cfg.eval.classifier_epochs, seed=cfg.eval.seed)
     model.save(path, test_accuracy=accuracy, data_hash=data.data_hash)
     return model, accuracy
@@ -234,10 +245,15 @@ def export_stage(cfg: RunConfig, checkpoint: str | os.PathLike, out_dir: str | o
 
     out_dir = Path(out_dir)
     model = load_model(checkpoint)
-    path = export_onnx(model, out_dir / "generator.onnx", opset=cfg.export.opset)
-    check = check_onnx(path, model, atol=cfg.export.atol)
-    write_json(check, out_dir / "onnx_check.json")
-    return {"onnx": str(path), **check}
+    checks = {}
+    for target in model.export_targets():  # one graph per generator: CycleGAN exports both directions
+        path = export_onnx(model, out_dir / f"{target}.onnx", opset=cfg.export.opset, target=target)
+        checks[target] = {"onnx": str(path), **check_onnx(path, model, atol=cfg.export.atol, target=target)}
+    first = next(iter(checks.values()))
+    result = {**first, "max_abs_diff": max(c["max_abs_diff"] for c in checks.values()),
+              "files": {t: c["onnx"] for t, c in checks.items()}, "targets": checks}
+    write_json(result, out_dir / "onnx_check.json")
+    return result
 
 
 # -- command line for dvc.yaml -----------------------------------------------------------------

@@ -62,3 +62,23 @@ def tiny_pairs():
     y = torch.tensor(d.target[:300], dtype=torch.int64)
     return PreparedDataset("digits-sr-tiny", "image", x[:240], x[240:], y[:240], y[240:], [str(i) for i in range(10)],
                            a_train=a[:240], a_test=a[240:])
+
+
+@pytest.fixture
+def tiny_unpaired():
+    """Two unpaired domains like digits-bold, built directly: digits at 16x16 (A) and other digits dilated (B)."""
+    import torch.nn.functional as F
+    from sklearn.datasets import load_digits
+
+    from ganmodels.data.base import PreparedDataset
+
+    d = load_digits()
+    x = torch.tensor(d.images[:400], dtype=torch.float32)[:, None] / 8.0 - 1.0
+    x = F.interpolate(x, size=16, mode="bilinear", align_corners=False)  # (N, 1, 16, 16) in [-1, 1]
+    y = torch.tensor(d.target[:400], dtype=torch.int64)
+    a, b = x[:200], F.max_pool2d(x[200:], 3, 1, 1)
+    data = PreparedDataset("digits-bold-tiny", "image", a[:160], a[160:], y[:160], y[160:200],
+                           [str(i) for i in range(10)])
+    data.b_train, data.b_test, data.yb_train, data.yb_test = b[:160], b[160:], y[200:360], y[360:]
+    data.truth_a2b_test, data.truth_b2a_test = F.max_pool2d(a[160:], 3, 1, 1), x[360:]
+    return data

@@ -8,4 +8,5 @@ SMALL = {
     "cgan": {"g_width": 8, "d_width": 8, "resolution": 16, "c_dim": 10},
     "mlp2d": {"g_width": 16, "d_width": 16},
     "pix2pix": {"g_width": 8, "d_width": 8, "resolution": 8, "scale": 2},
+    "cyclegan": {"g_width": 4, "d_width": 4, "n_blocks": 1, "resolution": 16, "pool_size": 3},
 }

@@ -212,3 +212,36 @@ def test_translate_refuses_a_noise_model_and_sample_refuses_a_translation_model(
     checkpoint, _ = tiny_pix2pix(tmp_path)
     sampled = ganpipe(tmp_path, "sample", str(checkpoint), "--out", "s.npy")
     assert sampled.returncode == 2 and "not sampled from noise" in last_line(sampled)
+
+
+def test_a_two_domain_model_translates_and_exports_both_directions(tmp_path):
+    import torch
+
+    import ganmodels
+    from ganmodels.data import DataConfig, load_dataset
+    from ganmodels.train import TrainConfig, Trainer, load_model
+    from tests.model_configs import SMALL
+
+    data = load_dataset(DataConfig(name="digits-bold", resolution=16, max_samples=300))
+    trainer = Trainer(ganmodels.build("cyclegan", SMALL["cyclegan"]), data, TrainConfig(steps=2, batch_size=4),
+                      workdir=tmp_path / "cyclegan")
+    checkpoint = trainer.fit().checkpoint
+    np.save(tmp_path / "bold.npy", data.b_test[:5].numpy())
+    result = ganpipe(tmp_path, "translate", str(checkpoint), "bold.npy", "--direction", "b2a", "--out", "thin.npy")
+    assert result.returncode == 0, result.stderr
+    with torch.no_grad():
+        expected = load_model(checkpoint).G_BA(data.b_test[:5]).clamp(-1, 1).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "thin.npy"), expected, atol=1e-5)
+
+    exported = ganpipe(tmp_path, "export", str(checkpoint), "--out", "cg.onnx")
+    assert exported.returncode == 0, exported.stderr
+    assert sorted(p.name for p in tmp_path.glob("cg*.onnx")) == ["cg_a2b.onnx", "cg_b2a.onnx"]
+    from ganmodels.export import read_metadata
+
+    assert read_metadata(tmp_path / "cg_b2a.onnx")["signature"].inputs[0].name == "b"
+    onnx_thin = ganpipe(tmp_path, "translate", "cg_b2a.onnx", "bold.npy", "--out", "thin_onnx.npy")
+    assert onnx_thin.returncode == 0, onnx_thin.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "thin_onnx.npy"), expected, atol=1e-4)
+    one_way = ganpipe(tmp_path, "translate", str(tiny_pix2pix(tmp_path)[0]), "bold.npy", "--direction", "b2a",
+                      "--out", "x.npy")
+    assert one_way.returncode == 2 and "--direction" in last_line(one_way)

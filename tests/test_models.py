@@ -24,9 +24,9 @@ def small_config(name: str) -> dict:
 
 
 @pytest.fixture
-def data_of_kind(tiny_images, tiny_points, tiny_pairs):
+def data_of_kind(tiny_images, tiny_points, tiny_pairs, tiny_unpaired):
     return {DataKind.LABELLED_IMAGES: tiny_images, DataKind.IMAGES: tiny_images, DataKind.POINTS: tiny_points,
-            DataKind.PAIRED_IMAGES: tiny_pairs}
+            DataKind.PAIRED_IMAGES: tiny_pairs, DataKind.UNPAIRED_IMAGES: tiny_unpaired}
 
 
 def test_every_registered_model_has_a_small_test_config():
@@ -75,14 +75,14 @@ def test_trains_samples_exports_and_reloads_through_its_family(name, data_of_kin
     again = reloaded.evaluation_samples(20, seed=0, data=data)
     torch.testing.assert_close(again.fake, samples.fake)  # the EMA generator, rebuilt from plain state dicts
 
-    path = export_onnx(reloaded, tmp_path / "g.onnx")
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
-    assert check_onnx(path, reloaded, batch_sizes=(1, 7, 64))["passed"]
-    signature = reloaded.signature()
-    assert read_metadata(path)["signature"] == signature
-    graph = onnx.load(str(path)).graph
-    assert [i.name for i in graph.input] == [s.name for s in signature.inputs]
-    assert [o.name for o in graph.output] == [s.name for s in signature.outputs]
+    for target, (_, signature) in reloaded.export_targets().items():  # CycleGAN: both directions
+        path = export_onnx(reloaded, tmp_path / f"{target}.onnx", target=target)
+        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+        assert check_onnx(path, reloaded, batch_sizes=(1, 7, 64), target=target)["passed"]
+        assert read_metadata(path)["signature"] == signature
+        graph = onnx.load(str(path)).graph
+        assert [i.name for i in graph.input] == [s.name for s in signature.inputs]
+        assert [o.name for o in graph.output] == [s.name for s in signature.outputs]
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -297,3 +297,28 @@ def test_benchmarks_train_pix2pix_as_the_pipeline_does():
 
     params = yaml.safe_load(PROJECT_PARAMS.read_text())["models"]["pix2pix"]
     assert pix2pix_sr.MODEL == params["model"] and pix2pix_sr.TRAIN == params["train"]
+
+
+def test_two_domain_sets_pick_cyclegan_and_the_datasets_overlay_applies_to_its_set_only(tmp_path):
+    from PIL import Image
+
+    cfg = load_run_config(PROJECT_PARAMS, dataset="digits-bold")
+    assert (cfg.model, cfg.data_kind, cfg.registered_name) == ("cyclegan", DataKind.UNPAIRED_IMAGES,
+                                                               "cyclegan-digits-bold")
+    assert "psnr_a2b" in cfg.gates and cfg.primary_metric == "psnr_a2b"  # datasets.digits-bold
+    for d in ("A", "B"):
+        (tmp_path / "u" / f"train{d}").mkdir(parents=True)
+        Image.new("L", (16, 16)).save(tmp_path / "u" / f"train{d}" / "x.png")
+    user = load_run_config(PROJECT_PARAMS, dataset=str(tmp_path / "u"), overrides=["data.resolution=16"])
+    assert user.model == "cyclegan" and "psnr_a2b" not in user.gates  # no truth: no PSNR gate, and no error
+    assert user.primary_metric == "cycle_l1_a" and user.registered_name == "cyclegan-u"
+    with pytest.raises(ConfigError, match="does not produce 'psnr_a2b'"):
+        load_run_config(PROJECT_PARAMS, dataset=str(tmp_path / "u"), overrides=["gates.psnr_a2b.min=20"])
+    with pytest.raises(ConfigError, match="datasets.nosuch is not a registered data set"):
+        load_run_config(write_params(tmp_path, {"datasets": {"nosuch": {}}}))
+
+
+def test_benchmarks_train_cyclegan_as_the_pipeline_does():
+    from benchmarks import cyclegan_bold
+
+    assert cyclegan_bold.TRAIN == yaml.safe_load(PROJECT_PARAMS.read_text())["models"]["cyclegan"]["train"]

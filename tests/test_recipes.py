@@ -64,7 +64,7 @@ def test_recipe_builds_a_model_and_a_train_config(name, recipe_name):
     fake = gan.export_module()(*inputs)
     assert fake.shape[0] == cfg.batch_size and torch.isfinite(fake).all()
     fake.mean().backward()
-    assert all(p.grad is not None for p in gan.G.parameters())
+    assert all(p.grad is not None for p in gan.generator.parameters())
 
 
 @pytest.mark.parametrize("name", MODELS_WITH_RECIPES)
@@ -106,20 +106,22 @@ def claimed_stabilisers(recipe: dict) -> set[str]:
 
 @pytest.mark.parametrize(("name", "recipe_name"), RECIPE_CASES)
 def test_recipe_stabilisers_are_present_in_the_built_model_and_trainer(name, recipe_name, tiny_images, tiny_points,
-                                                                        tiny_pairs):
+                                                                        tiny_pairs, tiny_unpaired):
     """Each stabiliser a recipe turns on is found in the modules or the trainer's step logs."""
     recipe = ganmodels.get_recipe(name, recipe_name)
     claimed = claimed_stabilisers(recipe)
     data_of_kind = {DataKind.IMAGES: tiny_images, DataKind.LABELLED_IMAGES: tiny_images, DataKind.POINTS: tiny_points,
-                    DataKind.PAIRED_IMAGES: tiny_pairs}
+                    DataKind.PAIRED_IMAGES: tiny_pairs, DataKind.UNPAIRED_IMAGES: tiny_unpaired}
     trainer = train_briefly(name, recipe, data_of_kind)
-    D = trainer.networks["D"]
-    assert any(isinstance(m, MinibatchStd) for m in D.modules()) == ("minibatch_std" in claimed)
-    if "spectral" in claimed:
-        assert spectral_normed(D) == weight_layers(D)  # every weight layer, the head included
-    else:
-        assert not spectral_normed(D)
+    for net in trainer.groups["D"].networks:  # every discriminator (CycleGAN has two)
+        D = trainer.networks[net]
+        assert any(isinstance(m, MinibatchStd) for m in D.modules()) == ("minibatch_std" in claimed)
+        if "spectral" in claimed:
+            assert spectral_normed(D) == weight_layers(D)  # every weight layer, the head included
+        else:
+            assert not spectral_normed(D)
     if "pack" in recipe["model"]:  # noise families: packing really groups samples in D
+        D = trainer.networks["D"]
         real = trainer.tensors["x"][:16]
         c = torch.arange(16) % trainer.model.G.c_dim if trainer.model.G.c_dim else None
         assert D(real, c).shape == (16 // recipe["model"]["pack"],)
@@ -128,10 +130,11 @@ def test_recipe_stabilisers_are_present_in_the_built_model_and_trainer(name, rec
     assert ("gp" in logs) == ("gp" in claimed)
     assert bool(trainer.augment) == ("diffaugment" in claimed)
     # EMA: the evaluated generator is a separate averaged copy exactly when ema_beta > 0.
-    G = trainer.networks["G"]
+    inference = trainer.model.inference_network
+    G = trainer.networks[inference]
     if recipe["train"]["ema_beta"] > 0:
-        assert "G" in trainer.ema and trainer.generator is trainer.ema["G"]
-        ema = torch.cat([p.flatten() for p in trainer.ema["G"].parameters()])
+        assert inference in trainer.ema and trainer.generator is trainer.ema[inference]
+        ema = torch.cat([p.flatten() for p in trainer.ema[inference].parameters()])
         live = torch.cat([p.detach().flatten() for p in G.parameters()])
         assert not torch.equal(ema, live)
     else:

@@ -14,7 +14,8 @@ from ganmodels.data.base import DataConfig, DataError, PreparedDataset, SourceDa
 from ganmodels.data.config import resolve_data_config, validate_config
 from ganmodels.data.prepare import prepare
 from ganmodels.data.kinds import DataKind, Modality
-from ganmodels.data.registry import dataset_kind, dataset_labelled, get_dataset, list_datasets, register_dataset
+from ganmodels.data.registry import (dataset_has_truth, dataset_kind, dataset_labelled, get_dataset, list_datasets,
+                                     register_dataset)
 from ganmodels.data.sources.mixtures import mixture_spec
 
 
@@ -37,6 +38,7 @@ __all__ = [
     "PreparedDataset",
     "SourceData",
     "atomic_torch_save",
+    "dataset_has_truth",
     "dataset_kind",
     "dataset_labelled",
     "get_dataset",

@@ -45,6 +45,7 @@ class DataConfig:
     split_seed: int = 0
     num_points: int = 20_000  # 2D mixtures: training points drawn
     max_samples: int | None = None  # cap on source samples (quick runs)
+    root_b: str | None = None  # two-domains: the second domain's folder or .npy (data.root is the first)
     task: str = ""  # "" | "sr" | "edges"
     scale: int = 2  # task "sr": target size / input size
 
@@ -79,8 +80,11 @@ class SourceData:
     # Paired sources: the input image A of each sample (``samples`` are the targets B), read from
     # files; an entry is None where the partner is missing or unreadable (validation reports it).
     inputs: list[np.ndarray | None] | None = None
-    # Paired sources whose inputs are computed from the prepared targets: ("sr", scale) or ("edges", 1).
+    # Paired sources whose inputs are computed from the prepared targets: ("sr", scale) or ("edges", 1);
+    # unpaired sources whose domain B is computed from its prepared images: ("dilate", size).
     derive: tuple[str, int] | None = None
+    # Unpaired (two-domain) sources: "A" or "B" per sample; None for single-domain sources.
+    domain: list[str] | None = None
     # What went wrong reading each sample ("" when nothing): paired readers record missing partners
     # and corrupt files here instead of raising, so that validation can name every bad pair.
     problems: list[str] | None = None
@@ -90,13 +94,21 @@ class SourceData:
 
     @property
     def paired(self) -> bool:
-        return self.inputs is not None or self.derive is not None
+        return self.domain is None and (self.inputs is not None or self.derive is not None)
 
     @property
     def data_kind(self) -> DataKind:
+        if self.domain is not None:
+            return DataKind.UNPAIRED_IMAGES
         if self.paired:
             return DataKind.PAIRED_IMAGES
         return kind_of(self.kind, labelled=self.labels is not None)
+
+
+# Tensors only some kinds of data have (paired inputs; the second domain and the known truths of
+# unpaired data), in a fixed order for the data hash.
+OPTIONAL_TENSORS = ("a_train", "a_test", "b_train", "b_test", "yb_train", "yb_test", "truth_a2b_test",
+                    "truth_b2a_test")
 
 
 @dataclass
@@ -114,6 +126,15 @@ class PreparedDataset:
     # Paired data: the inputs A of each sample, float32 (N, C, h, w) in [-1, 1]; x_* are the targets B.
     a_train: torch.Tensor | None = None
     a_test: torch.Tensor | None = None
+    # Unpaired (two-domain) data: x_* are domain A, b_* domain B (no correspondence), yb_* B's labels.
+    b_train: torch.Tensor | None = None
+    b_test: torch.Tensor | None = None
+    yb_train: torch.Tensor | None = None
+    yb_test: torch.Tensor | None = None
+    # Where the truth is known (embedded sets): the B-style version of each held-out A image, and the
+    # A-style version of each held-out B image, for scoring translations that training never paired.
+    truth_a2b_test: torch.Tensor | None = None
+    truth_b2a_test: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -121,6 +142,8 @@ class PreparedDataset:
 
     @property
     def data_kind(self) -> DataKind:
+        if self.b_train is not None:
+            return DataKind.UNPAIRED_IMAGES
         if self.a_train is not None:
             return DataKind.PAIRED_IMAGES
         return kind_of(self.kind, labelled=self.y_train is not None and self.num_classes > 0)
@@ -138,8 +161,9 @@ class PreparedDataset:
     def data_hash(self) -> str:
         """sha256 over the prepared tensors (dtype, shape, bytes) and class names: the data version."""
         h = hashlib.sha256()
-        keys = ("x_train", "y_train", "x_test", "y_test") + (("a_train", "a_test") if self.a_train is not None else ())
-        for key in keys:  # single-domain hashes are unchanged by the paired fields
+        keys = ("x_train", "y_train", "x_test", "y_test") + tuple(k for k in OPTIONAL_TENSORS
+                                                                  if getattr(self, k) is not None)
+        for key in keys:  # single-domain hashes are unchanged by the paired and unpaired fields
             t = getattr(self, key)
             h.update(key.encode())
             if t is None:
@@ -161,8 +185,7 @@ class PreparedDataset:
             "y_test": self.y_test,
             "class_names": list(self.class_names) if self.class_names else None,
             "config": dict(self.config),
-            "a_train": self.a_train,
-            "a_test": self.a_test,
+            **{key: getattr(self, key) for key in OPTIONAL_TENSORS},
         }
 
     def save(self, path: str | os.PathLike) -> str:

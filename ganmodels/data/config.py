@@ -16,12 +16,15 @@ from ganmodels.data.registry import get_dataset, list_datasets
 MIN_RESOLUTION = 4
 MAX_RESOLUTION = 1024
 
-PATH_FORMS = ("a directory of images (-> 'folder'; with A/ and B/ sub-folders -> 'paired-folder'), a file ending "
-              "in .npy (-> 'npy') or .npz with arrays a and b (-> 'npz-pairs')")
+PATH_FORMS = ("a directory of images (-> 'folder'; with A/ and B/ sub-folders -> 'paired-folder'; with trainA/ and "
+              "trainB/ -> 'unpaired-folder'), a file ending in .npy (-> 'npy') or .npz with arrays a and b "
+              "(-> 'npz-pairs')")
 TASKS = {"": "none", "sr": "super-resolution", "edges": "edges to image"}
 # Data sets read from a path, and what the path must be.
 ROOTED = {"folder": "a directory of images", "npy": "a .npy file", "paired-folder": "a directory with A/ and B/",
-          "aligned": "a directory of side-by-side A|B images", "npz-pairs": "a .npz file with arrays a and b"}
+          "aligned": "a directory of side-by-side A|B images", "npz-pairs": "a .npz file with arrays a and b",
+          "unpaired-folder": "a directory with trainA/ and trainB/", "two-domains": "domain A's folder or .npy "
+          "(and data.root_b: domain B's)"}
 
 
 def is_int(value: Any) -> bool:
@@ -78,6 +81,8 @@ def source_for(spec: str) -> dict | None:
     if spec.lower().endswith(".npz"):
         return {"name": "npz-pairs", "root": spec}
     if path.is_dir():
+        if (path / "trainA").is_dir() and (path / "trainB").is_dir():
+            return {"name": "unpaired-folder", "root": spec}
         return {"name": "paired-folder" if (path / "A").is_dir() and (path / "B").is_dir() else "folder", "root": spec}
     return None
 

@@ -41,9 +41,15 @@ def check_source(source: SourceData) -> None:
 
 
 def split_indices(source: SourceData, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(train, test) indices: the source's official split, else a seeded stratified one."""
+    """(train, test) indices: the source's official split, else a seeded one stratified by label (and,
+    for two-domain sources, by domain, so that each domain keeps its share of test samples)."""
     if source.split is None:
-        return train_test_split(source.labels, len(source), cfg.test_fraction, cfg.split_seed)
+        strata = source.labels
+        if source.domain is not None:
+            domain = (np.asarray(source.domain) == "B").astype(np.int64)
+            labels = np.zeros(len(source), np.int64) if source.labels is None else np.asarray(source.labels)
+            strata = domain * (int(labels.max()) + 1) + labels
+        return train_test_split(strata, len(source), cfg.test_fraction, cfg.split_seed)
     split = np.asarray(source.split)
     unknown = sorted(set(split.tolist()) - {"train", "test"})
     if unknown:
@@ -107,13 +113,15 @@ def prepare(source: SourceData, cfg: DataConfig) -> PreparedDataset:
     """
     validate_preparation(cfg)
     check_source(source)
-    if cfg.task and source.paired:
+    if cfg.task and (source.paired or source.domain is not None):
         raise DataError(f"data.task={cfg.task!r}: data set {source.name!r} is paired already")
     train, test = split_indices(source, cfg)
     image = source.kind == "image"
     channels = cfg.channels or (default_channels(source.samples) if image else 0)
     resolution = cfg.resolution if (cfg.resolution is not None or not image) else native_resolution(source)
     labels = None if source.labels is None else torch.from_numpy(np.asarray(source.labels, dtype=np.int64))
+    if source.domain is not None:
+        return _two_domains(source, cfg, train, test, channels, resolution, labels)
     data = PreparedDataset(
         name=source.name,
         kind=source.kind,
@@ -134,6 +142,34 @@ def prepare(source: SourceData, cfg: DataConfig) -> PreparedDataset:
                             f"divisible by {scale}; got {resolution}")
         inputs = SourceData(source.name, "image", source.inputs, None, source.ids, source.value_range)
         data.a_train, data.a_test = (prepare_rows(inputs, rows, channels, resolution // scale) for rows in (train, test))
+    return data
+
+
+def _two_domains(source: SourceData, cfg: DataConfig, train: np.ndarray, test: np.ndarray, channels: int,
+                 resolution: int, labels: torch.Tensor | None) -> PreparedDataset:
+    """Unpaired data: x_* hold domain A, b_* domain B, each split train/test."""
+    domain = np.asarray(source.domain)
+    rows = {(d, part): idx[domain[idx] == d] for d in ("A", "B") for part, idx in (("train", train), ("test", test))}
+    empty = [f"{d}/{part}" for (d, part), idx in rows.items() if len(idx) == 0]
+    if empty:
+        raise DataError(f"two-domain set {source.name!r} has no samples in {empty}; each domain needs train and test")
+    images = {key: prepare_rows(source, idx, channels, resolution) for key, idx in rows.items()}
+    pick = lambda key: None if labels is None else labels[torch.from_numpy(rows[key])]  # noqa: E731
+    data = PreparedDataset(source.name, source.kind, images[("A", "train")], images[("A", "test")],
+                           pick(("A", "train")), pick(("A", "test")),
+                           list(source.class_names) if source.class_names else None, cfg.to_dict())
+    data.b_train, data.b_test = images[("B", "train")], images[("B", "test")]
+    data.yb_train, data.yb_test = pick(("B", "train")), pick(("B", "test"))
+    if source.derive is not None:
+        kind, size = source.derive
+        if kind != "dilate":
+            raise DataError(f"two-domain set {source.name!r}: unknown derivation {kind!r}")
+        # Domain B is its images' grey-level dilation (a size x size maximum filter, stride 1): so the
+        # B-style truth of every held-out A image is known, and so is the A-style original of every B one.
+        dilate = lambda x: F.max_pool2d(x, size, 1, size // 2)  # noqa: E731
+        data.truth_b2a_test = data.b_test
+        data.b_train, data.b_test = dilate(data.b_train), dilate(data.b_test)
+        data.truth_a2b_test = dilate(data.x_test)
     return data
 
 

@@ -31,6 +31,8 @@ class DatasetSpec:
     # Whether samples carry class labels, for kinds that do not say it themselves (paired images):
     # a bool, a function of the DataConfig, or None (labelled exactly when the kind is labelled-images).
     labelled: bool | Callable[[DataConfig], bool] | None = None
+    # Whether the set knows the true result of a translation (embedded unpaired sets built for it).
+    truth: bool = False
 
     def kind_for(self, cfg: DataConfig) -> DataKind:
         return self.kind if isinstance(self.kind, DataKind) else self.kind(cfg)
@@ -45,7 +47,8 @@ _DATASETS: dict[str, DatasetSpec] = {}
 
 
 def register_dataset(name: str, *, kind: DataKind | KindProbe, description: str = "",
-                     labelled: bool | Callable[[DataConfig], bool] | None = None) -> Callable[[Reader], Reader]:
+                     labelled: bool | Callable[[DataConfig], bool] | None = None,
+                     truth: bool = False) -> Callable[[Reader], Reader]:
     """Decorator registering ``reader(cfg) -> SourceData`` under ``name``; duplicates are refused."""
 
     def decorator(reader: Reader) -> Reader:
@@ -53,7 +56,7 @@ def register_dataset(name: str, *, kind: DataKind | KindProbe, description: str 
             raise ValueError(f"data set {name!r} is already registered (by {_DATASETS[name].reader.__module__})")
         if not (isinstance(kind, DataKind) or callable(kind)):
             raise TypeError(f"data set {name!r}: kind must be a DataKind or a function of the DataConfig")
-        _DATASETS[name] = DatasetSpec(name, reader, kind, description, labelled)
+        _DATASETS[name] = DatasetSpec(name, reader, kind, description, labelled, truth)
         return reader
 
     return decorator
@@ -95,3 +98,8 @@ def dataset_kind(cfg: DataConfig) -> DataKind:
 def dataset_labelled(cfg: DataConfig) -> bool:
     """Whether the data set ``cfg`` names carries class labels (a derived task keeps its source's labels)."""
     return get_dataset(cfg.name).labelled_for(cfg)
+
+
+def dataset_has_truth(cfg: DataConfig) -> bool:
+    """Whether the data set ``cfg`` names knows the true translation of its held-out images."""
+    return get_dataset(cfg.name).truth

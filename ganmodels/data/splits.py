@@ -18,6 +18,7 @@ STREAM_CAP = 0
 STREAM_SPLIT = 1
 STREAM_MIXTURE_TRAIN = 2
 STREAM_MIXTURE_TEST = 3
+STREAM_DOMAINS = 4
 
 
 def seeded_rng(seed: int, stream: int) -> np.random.Generator:

@@ -251,3 +251,8 @@ class GANFamily(nn.Module):
     def export_module(self, G: nn.Module | None = None) -> nn.Module:
         """A module whose ``forward`` takes the signature's inputs in order and returns its output."""
         raise NotImplementedError
+
+    def export_targets(self) -> dict[str, tuple[nn.Module, Signature]]:
+        """The graphs this model exports, by file stem: one generator for most families; CycleGAN
+        exports both directions."""
+        return {"generator": (self.export_module(), self.signature())}

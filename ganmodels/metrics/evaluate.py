@@ -22,6 +22,10 @@ exactly those.
 * images: ``fid`` only when the Inception weights are on this machine;
 * points: ``modes_captured``, ``modes_fraction``, ``high_quality_fraction``, ``reverse_kl``
   (when ``modes`` is given) and precision/recall/density/coverage on the raw 2D coordinates;
+* two domains (CycleGAN), each direction on the held-out images: ``cycle_l1_a``/``_b``; with the
+  known truth ``psnr_a2b``/``ssim_a2b``/``psnr_b2a``/``ssim_b2a`` and the do-nothing baseline
+  ``psnr_identity_a2b``; with labels and a domain classifier ``domain_fd_a2b``/``_b2a`` (vs the real
+  other domain) and ``class_preservation_a2b``/``_b2a``;
 * paired images (translation, super-resolution), on the held-out pairs: ``psnr``, ``ssim``, ``l1``
   of the outputs against the targets, the same for the bicubic baseline (``psnr_bicubic``,
   ``ssim_bicubic``) and ``psnr_gain_over_bicubic``; with class labels and a domain classifier
@@ -222,6 +226,8 @@ def score_samples(
         raise ValueError(f"reference must be 'test' or 'train', got {reference!r}")
     if data.data_kind is DataKind.PAIRED_IMAGES:
         return _paired_metrics(samples, data, classifier, classifier_accuracy, batch_size)
+    if data.data_kind is DataKind.UNPAIRED_IMAGES:
+        return _unpaired_metrics(samples, classifier, classifier_accuracy, batch_size)
     real = data.x_test if reference == "test" else data.x_train
     real_labels = data.y_test if reference == "test" else data.y_train
     fake, fake_labels = samples.fake, samples.labels
@@ -282,6 +288,35 @@ def _paired_metrics(samples: EvalSamples, data: PreparedDataset, classifier: nn.
             classifier.train(was_training)
         out["domain_fd"] = frechet_distance(*feature_stats(real_f), *feature_stats(fake_f))
         out["class_preservation"] = float((fake_pred == samples.labels.numpy()).mean())
+        if classifier_accuracy is not None:
+            out["classifier_accuracy"] = float(classifier_accuracy)
+    return out
+
+
+def _unpaired_metrics(samples: EvalSamples, classifier: nn.Module | None, classifier_accuracy: float | None,
+                      batch_size: int) -> dict[str, float]:
+    """Both directions of a two-domain model (see the module docstring)."""
+    x = samples.extra
+    out = {"cycle_l1_a": float(l1_error(x["a2b2a"], x["inputs_a"]).mean()),
+           "cycle_l1_b": float(l1_error(x["b2a2b"], x["inputs_b"]).mean())}
+    if "truth_a2b" in x and "truth_b2a" in x:
+        out.update(psnr_a2b=float(psnr(x["a2b"], x["truth_a2b"]).mean()), ssim_a2b=float(ssim(x["a2b"], x["truth_a2b"]).mean()),
+                   psnr_b2a=float(psnr(x["b2a"], x["truth_b2a"]).mean()), ssim_b2a=float(ssim(x["b2a"], x["truth_b2a"]).mean()),
+                   psnr_identity_a2b=float(psnr(x["inputs_a"], x["truth_a2b"]).mean()))
+    if classifier is not None and samples.labels is not None and "labels_b" in x:
+        was_training = classifier.training
+        classifier.eval()
+        try:
+            features = {key: _classifier_outputs(classifier, x[key], batch_size)
+                        for key in ("inputs_a", "inputs_b", "a2b", "b2a")}
+        finally:
+            classifier.train(was_training)
+        for direction, translated, real_other, labels in (("a2b", "a2b", "inputs_b", samples.labels),
+                                                          ("b2a", "b2a", "inputs_a", x["labels_b"])):
+            fake_f, fake_pred = features[translated]
+            out[f"domain_fd_{direction}"] = frechet_distance(*feature_stats(features[real_other][0]),
+                                                             *feature_stats(fake_f))
+            out[f"class_preservation_{direction}"] = float((fake_pred == labels.numpy()).mean())
         if classifier_accuracy is not None:
             out["classifier_accuracy"] = float(classifier_accuracy)
     return out

@@ -14,12 +14,13 @@ from typing import Iterable, Literal
 from ganmodels.data.kinds import DataKind
 
 Direction = Literal["lower", "higher", "none"]
-Need = Literal["", "inception", "modes", "labels"]
+Need = Literal["", "inception", "modes", "labels", "truth"]
 
 _IMAGES = frozenset({DataKind.IMAGES, DataKind.LABELLED_IMAGES})
 _LABELLED = frozenset({DataKind.LABELLED_IMAGES})
 _POINTS = frozenset({DataKind.POINTS})
 _PAIRED = frozenset({DataKind.PAIRED_IMAGES})
+_UNPAIRED = frozenset({DataKind.UNPAIRED_IMAGES})
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ def produced_metrics(kind: DataKind, *, conditional: bool = False, available: It
     """The metrics an evaluation of a model on ``kind`` data produces.
 
     available: the references present on this run: "inception" (FID weights found), "modes" (the
-    data is a known 2D mixture), "labels" (paired images with class labels).
+    data is a known 2D mixture), "labels" (paired or two-domain images with class labels), "truth" (a
+    two-domain set that knows its true translations).
     """
     have = set(available) | {""} | ({"labels"} if kind is DataKind.LABELLED_IMAGES else set())
     return sorted(m.name for m in _METRICS.values()
@@ -101,7 +103,7 @@ for _spec in (
     MetricSpec("data_copying_ct", "higher", _LABELLED, "data-copying test C_T (Meehan et al. 2020): per k-means cell, "
                "Mann-Whitney Z of generated vs held-out distances to the training set, averaged; << 0: copying, "
                "~0: like unseen data, > 0: further than unseen data (underfitting)"),
-    MetricSpec("classifier_accuracy", "higher", _LABELLED | _PAIRED,
+    MetricSpec("classifier_accuracy", "higher", _LABELLED | _PAIRED | _UNPAIRED,
                "held-out accuracy of the domain classifier behind the domain metrics", needs="labels"),
     MetricSpec("cond_accuracy", "higher", _LABELLED,
                "share of samples the domain classifier assigns to the class they were asked for", conditional=True),
@@ -124,5 +126,25 @@ for _spec in (
     MetricSpec("ssim_bicubic", "none", _PAIRED, "SSIM of the bicubic baseline"),
     MetricSpec("class_preservation", "higher", _PAIRED, "share of outputs the domain classifier (trained on the "
                "real targets) assigns to their pair's class", needs="labels"),
+    # Two domains (CycleGAN), each direction: a2b translates held-out A images, b2a held-out B images.
+    MetricSpec("psnr_a2b", "higher", _UNPAIRED, "PSNR of A -> B translations against their known B-style truth, dB",
+               needs="truth", primary_rank=0),
+    MetricSpec("ssim_a2b", "higher", _UNPAIRED, "SSIM of A -> B translations against their truth", needs="truth"),
+    MetricSpec("psnr_b2a", "higher", _UNPAIRED, "PSNR of B -> A translations against their known A-style truth, dB",
+               needs="truth"),
+    MetricSpec("ssim_b2a", "higher", _UNPAIRED, "SSIM of B -> A translations against their truth", needs="truth"),
+    MetricSpec("psnr_identity_a2b", "none", _UNPAIRED, "PSNR of the A inputs themselves against the truth: the "
+               "do-nothing baseline", needs="truth"),
+    MetricSpec("domain_fd_a2b", "lower", _UNPAIRED, "domain FD of A -> B translations vs real held-out B images",
+               needs="labels", primary_rank=1),
+    MetricSpec("domain_fd_b2a", "lower", _UNPAIRED, "domain FD of B -> A translations vs real held-out A images",
+               needs="labels"),
+    MetricSpec("class_preservation_a2b", "higher", _UNPAIRED, "share of A -> B translations the domain classifier "
+               "assigns to their input's class", needs="labels"),
+    MetricSpec("class_preservation_b2a", "higher", _UNPAIRED, "share of B -> A translations keeping their class",
+               needs="labels"),
+    MetricSpec("cycle_l1_a", "lower", _UNPAIRED, "mean |G_BA(G_AB(a)) - a| on held-out A images (the cycle)",
+               primary_rank=3),
+    MetricSpec("cycle_l1_b", "lower", _UNPAIRED, "mean |G_AB(G_BA(b)) - b| on held-out B images"),
 ):
     register_metric(_spec)

@@ -38,6 +38,9 @@ class TrainConfig:
     reg_every: int = 1  # lazy regularisation interval (StyleGAN2 §B); penalty scaled by it
     ema_beta: float = 0.999  # EMA of G weights (Karras et al. 2018); 0 disables
     ema_start: int = 0  # copy G into EMA until this step, then average
+    # Learning rates stay constant until this fraction of ``steps``, then decay linearly to 0 at the
+    # last step (CycleGAN §7: 100 epochs constant, 100 decaying). 1.0: constant throughout.
+    lr_decay_start: float = 1.0
     diffaugment: str = ""  # e.g. "color,translation,cutout" (Zhao et al. 2020)
     seed: int = 0
     checkpoint_every: int = 500
@@ -56,6 +59,8 @@ class TrainConfig:
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 errors.append(f"{name} must be > 0 (got {getattr(self, name)})")
+        if not 0 <= self.lr_decay_start <= 1:
+            errors.append(f"lr_decay_start must be in [0, 1] (got {self.lr_decay_start})")
         if not 0 <= self.ema_beta < 1:
             errors.append(f"ema_beta must be in [0, 1) (got {self.ema_beta})")
         if min(self.d_steps, self.reg_every, self.checkpoint_every) < 1:

@@ -176,6 +176,8 @@ class Trainer:
 
     def _run_until(self, total: int, logs: dict[str, float]) -> dict[str, float]:
         while self.step < total and not self._stop_reason:
+            if self.cfg.lr_decay_start < 1.0:
+                self._apply_lr()  # the schedule is a function of the step: exact on resume
             logs = self.train_step()
             self.step += 1
             for cb in self.callbacks:
@@ -277,10 +279,17 @@ class Trainer:
             cb.on_rollback(self, event)
         return event
 
+    def _schedule(self) -> float:
+        """The learning-rate factor of the current step: 1, then linear to 0 from ``lr_decay_start``."""
+        start = self.cfg.lr_decay_start * self.cfg.steps
+        if self.cfg.lr_decay_start >= 1.0 or self.step <= start:
+            return 1.0
+        return max(0.0, 1.0 - (self.step - start) / max(1.0, self.cfg.steps - start))
+
     def _apply_lr(self) -> None:
         for name, opt in self.optimisers.items():
             for group in opt.param_groups:
-                group["lr"] = self.groups[name].lr * self.lr_scale
+                group["lr"] = self.groups[name].lr * self.lr_scale * self._schedule()
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -244,3 +244,19 @@ def pair_statistics(source: SourceData) -> pd.DataFrame:
     table = pd.DataFrame(rows)
     table["id"] = pd.array(table["id"].tolist(), dtype=object)
     return table
+
+
+def domain_counts(source: SourceData, stats: pd.DataFrame) -> pd.DataFrame:
+    """Per-domain table of a two-domain source: id, count, distinct_share (byte-distinct images / count)
+    and informative_share (images that are not constant / count)."""
+    domain = np.asarray(source.domain)
+    rows = []
+    for d in ("A", "B"):
+        member = stats[domain == d]
+        n = len(member)
+        rows.append({"id": f"domain {d}", "count": n,
+                     "distinct_share": member["hash"].nunique() / n if n else 0.0,
+                     "informative_share": float((member["std"] > 0).mean()) if n else 0.0})
+    table = pd.DataFrame(rows)
+    table["id"] = pd.array(table["id"].tolist(), dtype=object)
+    return table

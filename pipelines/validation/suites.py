@@ -27,13 +27,15 @@ import pandas as pd
 from ganmodels.data.base import SourceData
 from pipelines.config import ValidationConfig
 from pipelines.errors import DataValidationError
-from pipelines.validation.profiling import class_counts, pair_statistics, readable_targets, sample_statistics
+from pipelines.validation.profiling import (class_counts, domain_counts, pair_statistics, readable_targets,
+                                           sample_statistics)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import great_expectations as gx_type
 
 STATS_FILE = "sample_stats.csv"
 PAIRS_FILE = "pair_stats.csv"
+DOMAINS_FILE = "domain_counts.csv"
 CLASS_COUNTS_FILE = "class_counts.csv"
 SUMMARY_FILE = "validation_summary.json"
 DOCS_DIR = "data_docs"
@@ -214,6 +216,22 @@ def pair_expectations(value_range: tuple[float, float], scale: float) -> list:
     ]
 
 
+def domain_expectations(config: ValidationConfig) -> list:
+    """Expectations on the per-domain table of a two-domain source (see ``domain_counts``)."""
+    gx = _import_gx()
+    return [
+        _expectation(gx, "ExpectColumnValuesToBeBetween", "domain_size",
+                     f"each domain has at least {config.min_domain_samples} images", column="count",
+                     min_value=config.min_domain_samples),
+        _expectation(gx, "ExpectColumnValuesToBeBetween", "domain_not_degenerate",
+                     "at least half of each domain's images are distinct (not one image repeated)",
+                     column="distinct_share", min_value=0.5),
+        _expectation(gx, "ExpectColumnValuesToBeBetween", "domain_not_blank",
+                     "at least half of each domain's images are not blank", column="informative_share",
+                     min_value=0.5),
+    ]
+
+
 def common_scale(pairs: pd.DataFrame) -> float:
     """The scale most complete pairs share; the others are reported as mismatched."""
     scales = pairs["scale_h"].dropna()
@@ -239,6 +257,8 @@ def build_suites(source: SourceData, config: ValidationConfig, pairs: pd.DataFra
     if pairs is not None:
         suites["pairs"] = gx.ExpectationSuite(name=f"{source.name}-pairs",
                                               expectations=pair_expectations(source.value_range, common_scale(pairs)))
+    if source.domain is not None:
+        suites["domains"] = gx.ExpectationSuite(name=f"{source.name}-domains", expectations=domain_expectations(config))
     return suites
 
 
@@ -336,6 +356,9 @@ def validate(source: SourceData, out_dir: str | os.PathLike, config: ValidationC
     if source.inputs is not None:
         tables["pairs"] = pair_statistics(source)
         tables["pairs"].to_csv(out / PAIRS_FILE, index=False)
+    if source.domain is not None:
+        tables["domains"] = domain_counts(source, stats)
+        tables["domains"].to_csv(out / DOMAINS_FILE, index=False)
     stats_path = out / STATS_FILE
     stats.to_csv(stats_path, index=False)
     if "classes" in tables:

@@ -11,7 +11,7 @@ import numpy as np
 from ganmodels.data.base import DataConfig, SourceData
 from ganmodels.data.kinds import DataKind
 from ganmodels.data.registry import register_dataset
-from ganmodels.data.splits import cap_indices
+from ganmodels.data.splits import STREAM_DOMAINS, cap_indices, seeded_rng, stratified_pick
 
 
 @register_dataset("digits", kind=DataKind.LABELLED_IMAGES,
@@ -24,6 +24,20 @@ def read_digits(cfg: DataConfig) -> SourceData:
                   description="super-resolution of the digits, 4x4 -> 8x8 (the 8x8 images are the real resolution)")
 def read_digits_sr(cfg: DataConfig) -> SourceData:
     return read_digit_source(cfg, "digits-sr", derive=("sr", 2))
+
+
+@register_dataset("digits-bold", kind=DataKind.UNPAIRED_IMAGES, labelled=True, truth=True,
+                  description="two unpaired domains: digits, and other digits with strokes thickened by a 3x3 "
+                              "dilation at the prepared size (the truth of every translation is known)")
+def read_digits_bold(cfg: DataConfig) -> SourceData:
+    source = read_digit_source(cfg, "digits-bold", derive=("dilate", 3))
+    # Half of each class is domain A and the other half domain B (a seeded, stratified pick), so the
+    # domains share no digit and training never sees an image in both styles.
+    in_a = np.zeros(len(source), dtype=bool)
+    in_a[stratified_pick(source.labels, len(source), len(source) // 2, seeded_rng(cfg.split_seed, STREAM_DOMAINS))] = True
+    source.domain = ["A" if a else "B" for a in in_a]
+    source.ids = [f"{i}:{d}" for i, d in zip(source.ids, source.domain)]
+    return source
 
 
 def read_digit_source(cfg: DataConfig, name: str, derive: tuple[str, int] | None = None) -> SourceData:
