@@ -245,6 +245,10 @@ class GANFamily(nn.Module):
         """About ``n`` samples to look at (a sample grid); families may round ``n`` to suit their layout."""
         return self.evaluation_samples(n, seed=seed, G=G, data=data)
 
+    def sweeps(self) -> dict[str, tuple[float, ...]]:
+        """Evaluation parameters worth a curve (``evaluation_samples`` keyword -> values); none by default."""
+        return {}
+
     def signature(self) -> Signature:
         raise NotImplementedError
 

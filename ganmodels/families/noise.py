@@ -86,7 +86,7 @@ class NoiseGAN(GANFamily):
         z, c_fake = self._latents(ctx)
         with ctx.autocast():
             with torch.no_grad():
-                fake = self.G(z, c_fake)
+                fake = self._generate(ctx, z, c_fake, phase="D")
             real_logits = ctx.discriminate(self.D, real, c_real)
             fake_logits = ctx.discriminate(self.D, fake, c_fake)
             loss = ctx.loss.d_loss(real_logits.float(), fake_logits.float())
@@ -99,9 +99,13 @@ class NoiseGAN(GANFamily):
     def _g_loss(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z, c = self._latents(ctx)
         with ctx.autocast():
-            fake = self.G(z, c)
+            fake = self._generate(ctx, z, c, phase="G")
             loss = ctx.loss.g_loss(ctx.discriminate(self.D, fake, c).float())
         return loss, {}
+
+    def _generate(self, ctx: StepContext, z: torch.Tensor, c: torch.Tensor | None, phase: str) -> torch.Tensor:
+        """The training-time generator call (StyleGAN2 adds style mixing and noise from the run's RNG)."""
+        return self.G(z, c)
 
     # -- evaluation and export -------------------------------------------------------------------------
     def sample(self, n: int, *, seed: int = 0, labels: Sequence[int] | torch.Tensor | None = None,
@@ -200,13 +204,14 @@ def _device(module: nn.Module) -> torch.device:
 @torch.no_grad()
 def sample_generator(
     G: nn.Module, n: int, *, seed: int = 0, batch_size: int = 256, device: str | torch.device | None = None,
-    labels: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None, call_kwargs: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Draw n samples from ``G(z, c)`` in eval mode -> (samples (n, ...) float32 on CPU, labels (n,) or None).
 
     z ~ N(0, I) from a CPU ``torch.Generator`` seeded with ``seed`` (the same draws on any device).
     For conditional G (``G.c_dim > 0``) the classes are ``labels`` when given, else drawn uniformly
-    from the same generator after z. G's train/eval mode is restored afterwards.
+    from the same generator after z. G's train/eval mode is restored afterwards. ``call_kwargs`` go to
+    every ``G`` call (StyleGAN2's ``truncation``).
     """
     device = torch.device(device) if device is not None else _device(G)
     gen = torch.Generator().manual_seed(seed)
@@ -222,7 +227,7 @@ def sample_generator(
         out = []
         for i in range(0, n, batch_size):
             c = labels[i : i + batch_size].to(device) if labels is not None else None
-            out.append(G(z[i : i + batch_size].to(device), c).float().cpu())
+            out.append(G(z[i : i + batch_size].to(device), c, **(call_kwargs or {})).float().cpu())
     finally:
         G.train(was_training)
     return (torch.cat(out) if out else torch.zeros(0)), labels
