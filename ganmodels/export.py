@@ -104,9 +104,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = 18, b
         "ganpipe_version": _ganpipe_version(),
         "opset": str(opset),
     }
-    if family == "noise":  # onnx_sample reads these to draw the documented noise
+    if family in ("noise", "stylegan2"):  # onnx_sample reads these to draw the documented noise
         metadata["z_dim"] = str(signature.inputs[0].shape[0])
-        metadata["c_dim"] = str(signature.inputs[1].high if len(signature.inputs) > 1 else 0)
+        classes = [spec for spec in signature.inputs if spec.name == "c"]
+        metadata["c_dim"] = str(classes[0].high if classes else 0)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -190,9 +191,10 @@ def onnx_sample(
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     meta = read_metadata(path)
-    if meta.get("family", "noise") != "noise" or "z_dim" not in meta:
+    if meta.get("family", "noise") not in ("noise", "stylegan2") or "z_dim" not in meta:
         raise ValueError(f"{path} is not a noise-to-sample generator (family {meta.get('family')!r}); "
                          "onnx_sample draws z (and c) for those only")
+    takes_psi = any(spec.name == "psi" for spec in meta["signature"].inputs)
     z_dim, c_dim = meta["z_dim"], meta["c_dim"]
     rng = np.random.default_rng(seed)
     z = rng.standard_normal((n, z_dim), dtype=np.float32)
@@ -205,6 +207,8 @@ def onnx_sample(
         feed = {"z": z[start : start + batch_size]}
         if c is not None:
             feed["c"] = c[start : start + batch_size]
+        if takes_psi:  # StyleGAN2: untruncated samples
+            feed["psi"] = np.ones(len(feed["z"]), dtype=np.float32)
         chunks.append(session.run(None, feed)[0])
     return np.concatenate(chunks).astype(np.float32, copy=False)
 

@@ -106,6 +106,32 @@ def _scatter(samples: torch.Tensor, real: torch.Tensor | None, out: str) -> None
     plt.close(fig)
 
 
+def save_sweep(results: dict[str, dict[str, float]], option: str, path: str | os.PathLike) -> Path:
+    """Metrics against an evaluation option (StyleGAN2's truncation psi): quality vs diversity."""
+    values = sorted(results, key=float)
+    shown = [m for m in ("precision", "recall", "density", "coverage", "domain_fd", "fid") if m in results[values[0]]]
+
+    def write(out: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5), dpi=100)
+        for metric in shown:
+            axis = right if metric in ("domain_fd", "fid") else left
+            axis.plot([float(v) for v in values], [results[v][metric] for v in values], marker="o", label=metric)
+        for axis, label in ((left, "higher is better"), (right, "lower is better")):
+            axis.set_xlabel(option)
+            axis.set_title(label)
+            if axis.lines:
+                axis.legend()
+        fig.savefig(out, format="png", bbox_inches="tight")
+        plt.close(fig)
+
+    return _atomic_png(write, Path(path))
+
+
 def save_loss_curves(csv_path: str | os.PathLike, path: str | os.PathLike) -> Path:
     """Plot every loss column of the per-step CSV written by ``LossCSV``."""
     rows = list(csv.DictReader(Path(csv_path).open()))

@@ -98,7 +98,7 @@ def cmd_sample(args) -> int:
         if not args.out.endswith(".npy"):
             raise UsageError(f"--out must name a .npy file, got {args.out!r}")
         model = load_model_from_uri(args.model_uri)
-        samples, labels = sample_array(model, args.n, seed=args.seed, classes=args.classes)
+        samples, labels = sample_array(model, args.n, seed=args.seed, classes=args.classes, truncation=args.truncation)
         out = Path(args.out)
         if labels is not None:  # labels first: samples.npy never appears without its labels
             with atomic_path(labels_path(out), suffix=".npy") as tmp:
@@ -227,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--class", dest="classes", type=int, action="append", default=None, metavar="K",
                      help="conditional models: only class K (repeatable; classes are drawn in turn); "
                           "default: every class in turn")
+    smp.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
+                     help="StyleGAN2: truncation psi (1: none; e.g. 0.7 trades diversity for fidelity)")
     smp.set_defaults(func=cmd_sample)
 
     exp = sub.add_parser("export", help="export a generator to ONNX (dynamic batch) and check it in onnxruntime")

@@ -56,19 +56,26 @@ def load_model_from_uri(model_uri: str, *, project_dir: str | os.PathLike | None
 
 
 @torch.no_grad()
-def sample_array(model: GANFamily, n: int, *, seed: int = 0,
-                 classes: list[int] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def sample_array(model: GANFamily, n: int, *, seed: int = 0, classes: list[int] | None = None,
+                 truncation: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
     """``n`` samples as float32 numpy (images clamped to [-1, 1]) and, for conditional models, their
-    int64 labels: the classes in turn, or cycling through ``classes``."""
+    int64 labels: the classes in turn, or cycling through ``classes``. ``truncation``: StyleGAN2's psi."""
+    import inspect
+
     if not hasattr(model, "sample"):
         raise UsageError(f"model {model.name!r} ({model.family} family) is not sampled from noise")
+    options = {}
+    if truncation != 1.0:
+        if "truncation" not in inspect.signature(model.sample).parameters:
+            raise UsageError(f"--truncation: model {model.name!r} ({model.family} family) has no truncation")
+        options["truncation"] = truncation
     if classes and not getattr(model, "conditional", False):
         raise UsageError(f"--class: model {model.name!r} is unconditional; it takes no class")
     if classes:
         bad = [k for k in classes if not 0 <= k < model.generator.c_dim]
         if bad:
             raise UsageError(f"--class {bad[0]}: model {model.name!r} has classes 0..{model.generator.c_dim - 1}")
-    samples, labels = model.sample(n, seed=seed, labels=classes or None)
+    samples, labels = model.sample(n, seed=seed, labels=classes or None, **options)
     samples = samples.float().clamp(-1, 1) if samples.dim() == 4 else samples.float()
     return samples.numpy(), (labels.numpy().astype(np.int64) if labels is not None else None)
 

@@ -24,7 +24,8 @@ import ganmodels
 from ganmodels.data import DataError, DataKind, PreparedDataset, mixture_spec, prepare, read_source
 from ganmodels.io import atomic_write
 from ganmodels.train import Callback, Trainer, load_checkpoint, load_model, seed_everything
-from pipelines.artifacts import PREVIEW_SAMPLES, save_cycle_strips, save_loss_curves, save_samples, save_strips
+from pipelines.artifacts import (PREVIEW_SAMPLES, save_cycle_strips, save_loss_curves, save_samples, save_strips,
+                                 save_sweep)
 from pipelines.config import RunConfig, load_run_config, model_config_for
 from pipelines.errors import EvaluationError
 from pipelines.gates import evaluate_gates, failed_early_stop
@@ -227,13 +228,21 @@ def evaluate_stage(cfg: RunConfig, data_path: str | os.PathLike, checkpoint: str
     gates = evaluate_gates(metrics, cfg.gates)
     failed = {**gates.failed, **failed_early_stop(str(load_checkpoint(checkpoint).get("stop_reason", "")))}
     grid = save_preview(model, data, out_dir / "samples.png", seed=cfg.eval.seed)
+    sweeps = {}
+    for option, values in model.sweeps().items():  # e.g. StyleGAN2's quality/diversity trade-off against psi
+        sweeps[option] = {str(v): evaluate_model(model, data, n_samples=min(cfg.eval.n_samples, 1000),
+                                                 classifier=refs.classifier, modes=refs.modes, seed=cfg.eval.seed,
+                                                 cas_epochs=cfg.eval.cas_epochs, sample_options={option: v})
+                          for v in values}
+        write_json(sweeps[option], out_dir / f"{option}_sweep.json")
+        save_sweep(sweeps[option], option, out_dir / f"{option}_sweep.png")
     primary = cfg.primary_metric
     write_json({k: float(v) for k, v in metrics.items()}, out_dir / "metrics.json")
     write_json({"primary_metric": primary, **gates.to_dict(), "passed": not failed, "failed": failed},
                out_dir / "gates.json")
     return {"metrics": metrics, "primary_metric": primary, "primary_value": metrics.get(primary),
             "gates": gates.to_dict(), "passed": not failed, "failed_gates": failed,
-            "samples": str(grid), "data_hash": data.data_hash}
+            "samples": str(grid), "data_hash": data.data_hash, "sweeps": sweeps}
 
 
 # -- export -----------------------------------------------------------------------------------

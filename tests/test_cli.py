@@ -245,3 +245,26 @@ def test_a_two_domain_model_translates_and_exports_both_directions(tmp_path):
     one_way = ganpipe(tmp_path, "translate", str(tiny_pix2pix(tmp_path)[0]), "bold.npy", "--direction", "b2a",
                       "--out", "x.npy")
     assert one_way.returncode == 2 and "--direction" in last_line(one_way)
+
+
+def test_sample_stylegan2_with_truncation(tmp_path):
+    import ganmodels
+    from ganmodels.data import DataConfig, load_dataset
+    from ganmodels.export import onnx_sample
+    from ganmodels.train import TrainConfig, Trainer
+    from tests.model_configs import SMALL
+
+    data = load_dataset(DataConfig(name="digits", resolution=16, max_samples=200))
+    trainer = Trainer(ganmodels.build("stylegan2", SMALL["stylegan2"]), data, TrainConfig(steps=2, batch_size=8),
+                      workdir=tmp_path / "sg")
+    checkpoint = str(trainer.fit().checkpoint)
+    result = ganpipe(tmp_path, "sample", checkpoint, "--n", "5", "--out", "t0.npy", "--truncation", "0")
+    assert result.returncode == 0, result.stderr
+    at_zero = np.load(tmp_path / "t0.npy")
+    assert np.allclose(at_zero, at_zero[:1])  # psi 0: every sample is the average w's image
+    assert ganpipe(tmp_path, "sample", checkpoint, "--n", "5", "--out", "t1.npy").returncode == 0
+    assert not np.allclose(np.load(tmp_path / "t1.npy"), np.load(tmp_path / "t1.npy")[:1])
+    assert ganpipe(tmp_path, "export", checkpoint, "--out", "sg.onnx").returncode == 0
+    assert onnx_sample(tmp_path / "sg.onnx", 4, seed=0).shape == (4, 1, 16, 16)  # psi fed as 1
+    dcgan = ganpipe(tmp_path, "sample", str(tiny_checkpoint(tmp_path, "dcgan")), "--out", "d.npy", "--truncation", "0.5")
+    assert dcgan.returncode == 2 and "no truncation" in last_line(dcgan)

@@ -176,14 +176,16 @@ def _fid_or_none(real, fake, inception_weights, device, batch_size) -> float | N
 
 
 def evaluate_model(model: GANFamily, data: PreparedDataset, *, n_samples: int = 2000, seed: int = 0,
-                   batch_size: int = 256, device: str | torch.device | None = None, **options) -> dict[str, float]:
+                   batch_size: int = 256, device: str | torch.device | None = None,
+                   sample_options: dict | None = None, **options) -> dict[str, float]:
     """Score a trained model (its inference network, EMA weights when loaded so) against ``data``.
 
-    The family draws ``n_samples`` samples (or applies the model to the held-out inputs); ``options``
-    are ``score_samples``'s (classifier, classifier_accuracy, inception_weights, modes, reference,
-    cas_epochs).
+    The family draws ``n_samples`` samples (or applies the model to the held-out inputs), with
+    ``sample_options`` (StyleGAN2's ``truncation``); ``options`` are ``score_samples``'s (classifier,
+    classifier_accuracy, inception_weights, modes, reference, cas_epochs).
     """
-    samples = model.evaluation_samples(n_samples, seed=seed, batch_size=batch_size, device=device, data=data)
+    samples = model.evaluation_samples(n_samples, seed=seed, batch_size=batch_size, device=device, data=data,
+                                       **(sample_options or {}))
     return score_samples(samples, data, model=model.generator, seed=seed, batch_size=batch_size, device=device,
                          **options)
 
