@@ -70,6 +70,7 @@ SHIPPED[("digits", "cgan")] = {**SHIPPED[("digits", "dcgan")], "cond_accuracy": 
 SHIPPED[("grid25", "mlp2d")] = SHIPPED[("ring8", "mlp2d")]
 SHIPPED[("digits-sr", "pix2pix")] = {"psnr_gain_over_bicubic": (3.0, None), "ssim": (0.7, None)}
 SHIPPED[("glyphs-sr", "pix2pix")] = SHIPPED[("glyphs-edges", "pix2pix")] = SHIPPED[("digits-sr", "pix2pix")]
+SHIPPED[("digits", "stylegan2")] = SHIPPED[("digits", "dcgan")]
 SHIPPED[("digits-bold", "cyclegan")] = {"cycle_l1_a": (None, 0.2), "cycle_l1_b": (None, 0.2),
                                          "psnr_a2b": (20.0, None), "class_preservation_a2b": (0.9, None)}
 PRIMARY = {"digits-bold": "psnr_a2b", "ring8": "reverse_kl", "grid25": "reverse_kl", "digits-sr": "psnr_gain_over_bicubic",

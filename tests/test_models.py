@@ -154,7 +154,8 @@ def test_resume_is_exact_for_every_family(name, data_of_kind, tmp_path):
     def trainer(workdir, init_seed=0):
         seed_everything(init_seed)
         model = ganmodels.build(name, small_config(name))
-        cfg = TrainConfig(steps=6, batch_size=8, checkpoint_every=3, seed=0, ema_beta=0.9, r1_gamma=0.5, reg_every=2)
+        cfg = TrainConfig(steps=6, batch_size=8, checkpoint_every=3, seed=0, ema_beta=0.9, r1_gamma=0.5, reg_every=2,
+                          lr_decay_start=0.5)  # every regulariser, and a schedule that must resume at its step
         return Trainer(model, data_of_kind[model.accepts[0]], cfg, workdir=workdir)
 
     straight = trainer(tmp_path / "a")
