@@ -193,11 +193,16 @@ def _samples_section(summary: dict, run_dir: Path) -> str:
         out.append(figure(samples, _samples_caption(summary), alt="evaluation samples"))
     walk = run_dir / INTERPOLATION_FILE
     if walk.is_file():
-        conditional = "one class per row (the classes in turn), " if _conditional(summary) else ""
-        out.append(figure(walk, f"Latent interpolation: each row walks the great circle between two random "
-                                f"latents (slerp), {conditional}left to right. Smooth changes mean a continuous "
-                                "latent space; a row of identical images, a collapsed one.",
-                          alt="latent interpolation"))
+        if (summary.get("data") or {}).get("kind") == "points":
+            caption = ("Latent interpolation: each line is G along the great circle between two random latents "
+                       "(slerp), from its square. A line that jumps between modes through empty space shows where "
+                       "the generator puts samples no mode holds; all lines inside one mode, a collapse.")
+        else:
+            conditional = "one class per row (the classes in turn), " if _conditional(summary) else ""
+            caption = (f"Latent interpolation: each row walks the great circle between two random latents (slerp), "
+                       f"{conditional}left to right. Smooth changes mean a continuous latent space; a row of "
+                       "identical images, a collapsed one.")
+        out.append(figure(walk, caption, alt="latent interpolation"))
     if not out:
         return ""
     return "<h2 id=\"samples\">Samples</h2>\n" + "\n".join(out)
@@ -224,7 +229,8 @@ def _training_section(run_dir: Path) -> str:
     out = []
     previews = sorted((run_dir / PREVIEWS_DIR).glob("step_*.png"))
     if previews:
-        out.append("<h3>Samples while training (fixed latents)</h3><div class=\"grid\">" + "".join(
+        out.append("<h3>Previews while training (the same latents or held-out inputs each time)</h3>"
+                   "<div class=\"grid\">" + "".join(
             figure(p, f"step {int(p.stem.split('_')[1])}") for p in previews) + "</div>")
     curves = [(run_dir / LOSS_CURVES_FILE, "Per-step discriminator and generator losses."),
               (run_dir / MONITOR_CURVES_FILE, "Mode monitor while training (monitor.* in MLflow): class or "
