@@ -1,8 +1,9 @@
-"""Calibration of the memorisation gates (``authenticity``, ``data_copying_ct``) on digits.
+"""Calibration of the gates on a labelled image set: the memorisation gates (``authenticity``,
+``data_copying_ct``) on digits, and every gate of a data set with its own (``--dataset fashion-mnist``).
 
-Every row is scored the way ``ganpipe run`` scores a model (``pipelines.config.EvalConfig``'s
-defaults: 2,000 samples, a domain classifier of 8 epochs, evaluation seed 1234) and judged by the
-gates ``params.yaml`` ships for it:
+Every row is scored the way ``ganpipe run`` scores a model on that data set (``params.yaml`` resolved
+for it: its resolution, 2,000 samples, its domain classifier's epochs, evaluation seed 1234) and
+judged by the gates ``params.yaml`` ships for it:
 
 * ``memoriser``: training images verbatim, drawn with replacement (what the gates must reject);
 * ``near-copies``: training images plus Gaussian pixel noise of std 0.1 (on [-1, 1]), clamped;
@@ -21,7 +22,7 @@ trains the domain classifier with another seed (the real rows' spread over class
 ``--dcgan-seeds --cgan-seeds --classifier-seed 0``, then 1, 2, ...).
 
     .venv/bin/python -m benchmarks.memorisation [--dcgan-seeds 0 1 2] [--cgan-seeds 0 1 2] [--split-seeds 0]
-        [--classifier-seed 1234] [--threads 1]
+        [--classifier-seed 1234] [--threads 1] [--dataset fashion-mnist --set data.root=PATH]
 """
 
 from __future__ import annotations
@@ -37,16 +38,16 @@ if __package__ in (None, ""):  # run as a file: make the repository root importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ganmodels  # noqa: E402
-from ganmodels.data import DataConfig, PreparedDataset, load_dataset  # noqa: E402
+from ganmodels.data import PreparedDataset, load_dataset  # noqa: E402
 from ganmodels.metrics import evaluate_generator, train_domain_classifier  # noqa: E402
 from ganmodels.train import Trainer, TrainConfig, seed_everything  # noqa: E402
-from pipelines.config import EvalConfig, load_run_config  # noqa: E402
+from pipelines.config import load_run_config  # noqa: E402
 from pipelines.gates import evaluate_gates  # noqa: E402
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
-EVAL = EvalConfig()
-RESOLUTION, BATCH, STEPS = 16, 64, 3000  # params.yaml's default run
-COLUMNS = ("authenticity", "data_copying_ct", "domain_fd", "precision", "recall", "class_kl")
+BATCH, STEPS = 64, 3000  # params.yaml's default run
+COLUMNS = ("authenticity", "data_copying_ct", "domain_fd", "precision", "recall", "class_coverage", "class_kl",
+           "cond_accuracy")
 
 
 class Replay(torch.nn.Module):
@@ -69,16 +70,17 @@ def train_default(model_name: str, data: PreparedDataset, seed: int, steps: int)
     recipe = ganmodels.get_recipe(model_name)
     seed_everything(seed)
     extra = {"c_dim": data.num_classes} if model_name == "cgan" else {}
-    gan = ganmodels.build(model_name, {**recipe["model"], "resolution": RESOLUTION, "channels": 1, **extra})
+    gan = ganmodels.build(model_name, {**recipe["model"], "resolution": data.sample_shape[-1], "channels": 1, **extra})
     trainer = Trainer(gan, data, TrainConfig(**recipe["train"], steps=steps, batch_size=BATCH, seed=seed, device="cpu"))
     trainer.fit()
     return trainer.generator
 
 
-def score(name: str, G, data: PreparedDataset, classifier, gates_model: str) -> dict:
-    metrics = evaluate_generator(G, data, n_samples=EVAL.n_samples, classifier=classifier, seed=EVAL.seed,
-                                 cas_epochs=EVAL.cas_epochs)
-    report = evaluate_gates(metrics, load_run_config(PARAMS, model=gates_model).gates)
+def score(name: str, G, data: PreparedDataset, classifier, gates_model: str, run: dict) -> dict:
+    cfg = load_run_config(PARAMS, model=gates_model, **run)
+    metrics = evaluate_generator(G, data, n_samples=cfg.eval.n_samples, classifier=classifier, seed=cfg.eval.seed,
+                                 cas_epochs=cfg.eval.cas_epochs)
+    report = evaluate_gates(metrics, cfg.gates)
     return {"row": name, **metrics, "failed": ", ".join(report.failed) or "none"}
 
 
@@ -87,40 +89,49 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dcgan-seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--cgan-seeds", type=int, nargs="*", default=[0, 1, 2])
     parser.add_argument("--split-seeds", type=int, nargs="*", default=[0])
-    parser.add_argument("--classifier-seed", type=int, default=EVAL.seed)
+    parser.add_argument("--classifier-seed", type=int, default=None, help="default: eval.seed (1234)")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--dataset", default="digits", help="a labelled image set (default: digits)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="params.yaml override, as for ganpipe run (e.g. data.root=PATH)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    data = load_dataset(DataConfig(name="digits", resolution=RESOLUTION))
+    run = {"dataset": args.dataset, "overrides": args.set}
+    cfg = load_run_config(PARAMS, **run)
+    start = time.perf_counter()
+    data = load_dataset(cfg.data)
     classifier, accuracy = train_domain_classifier(data.x_train, data.y_train, data.x_test, data.y_test,
-                                                   data.num_classes, epochs=EVAL.classifier_epochs,
-                                                   seed=args.classifier_seed)
-    print(f"# domain classifier held-out accuracy {accuracy:.3f}", file=sys.stderr)
+                                                   data.num_classes, epochs=cfg.eval.classifier_epochs,
+                                                   seed=cfg.eval.seed if args.classifier_seed is None
+                                                   else args.classifier_seed)
+    print(f"# {args.dataset} at {cfg.data.resolution} px: domain classifier ({cfg.eval.classifier_epochs} epochs) "
+          f"held-out accuracy {accuracy:.3f}, {time.perf_counter() - start:.0f} s", file=sys.stderr)
     mixed = torch.cat([data.x_train[: len(data.x_test)], data.x_test])
-    rows = [score("memoriser", Replay(data.x_train), data, classifier, "dcgan"),
-            score("near-copies (noise 0.1)", Replay(data.x_train, noise=0.1), data, classifier, "dcgan"),
-            score("half-memoriser", Replay(mixed), data, classifier, "dcgan"),
-            score("held-out real", Replay(data.x_test), data, classifier, "dcgan")]
+    rows = [score("memoriser", Replay(data.x_train), data, classifier, "dcgan", run),
+            score("near-copies (noise 0.1)", Replay(data.x_train, noise=0.1), data, classifier, "dcgan", run),
+            score("half-memoriser", Replay(mixed), data, classifier, "dcgan", run),
+            score("held-out real", Replay(data.x_test), data, classifier, "dcgan", run)]
     for split_seed in args.split_seeds:
         perm = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(split_seed))
         half_ref, half_gen = perm[: len(perm) // 2], perm[len(perm) // 2 :]
         half_data = PreparedDataset(data.name, data.kind, data.x_train, data.x_test[half_ref], data.y_train,
                                     data.y_test[half_ref], class_names=data.class_names)
         rows.append(score(f"fresh real (test halves, split {split_seed})", Replay(data.x_test[half_gen]), half_data,
-                          classifier, "dcgan"))
+                          classifier, "dcgan", run))
     for model_name, seeds in (("dcgan", args.dcgan_seeds), ("cgan", args.cgan_seeds)):
         for seed in seeds:
             start = time.perf_counter()
             G = train_default(model_name, data, seed, args.steps)
-            rows.append(score(f"{model_name} seed {seed}", G, data, classifier, model_name))
+            rows.append(score(f"{model_name} seed {seed}", G, data, classifier, model_name, run))
             print(f"# {model_name} seed {seed}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
 
     print("| row | " + " | ".join(COLUMNS) + " | failed gates |")
     print("|---|" + "---|" * (len(COLUMNS) + 1))
     for r in rows:
-        print(f"| {r['row']} | " + " | ".join(f"{r[c]:.3f}" for c in COLUMNS) + f" | {r['failed']} |")
+        print(f"| {r['row']} | " + " | ".join(f"{r[c]:.3f}" if c in r else "—" for c in COLUMNS)
+              + f" | {r['failed']} |")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,64 @@ def save_cycle_strips(a_rows: tuple[torch.Tensor, ...], b_rows: tuple[torch.Tens
     return _atomic_png(lambda tmp: _image_grid(torch.cat([a, b]), tmp, nrow=3), Path(path))
 
 
+def save_interpolation(walk: torch.Tensor, path: str | os.PathLike, *, real: torch.Tensor | None = None) -> Path:
+    """A latent walk (rows, steps, ...) as a picture: images -> one row per walk, left to right;
+    points -> each walk as a line over the real points (grey), its start marked."""
+    path = Path(path)
+    rows, steps = walk.shape[:2]
+    if walk.dim() == 5:  # (rows, steps, C, H, W)
+        tiles = walk.reshape(rows * steps, *walk.shape[2:])
+        return _atomic_png(lambda tmp: _image_grid(tiles, tmp, nrow=steps), path)
+
+    def write(out: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+        if real is not None:
+            r = real.detach().cpu().numpy()
+            ax.scatter(r[:, 0], r[:, 1], s=2, c="0.8")
+        for k, line in enumerate(walk.detach().cpu().numpy()):  # (steps, 2)
+            ax.plot(line[:, 0], line[:, 1], "-o", markersize=3, linewidth=1, color=f"C{k % 10}")
+            ax.plot(line[0, 0], line[0, 1], "s", markersize=6, color=f"C{k % 10}")
+        ax.set_aspect("equal")
+        fig.savefig(out, format="png", bbox_inches="tight")
+        plt.close(fig)
+
+    return _atomic_png(write, path)
+
+
+def save_metric_curves(histories: dict[str, list[tuple[int, float]]], path: str | os.PathLike) -> Path | None:
+    """One small panel per metric history ``{name: [(step, value), ...]}``; None when there is none."""
+    histories = {k: sorted(v) for k, v in sorted(histories.items()) if v}
+    if not histories:
+        return None
+
+    def write(out: str) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        cols = min(3, len(histories))
+        rows = -(-len(histories) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows), dpi=100, squeeze=False)
+        for ax, (name, points) in zip(axes.flat, histories.items()):
+            ax.plot([s for s, _ in points], [v for _, v in points], "-o", markersize=3, linewidth=1)
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("step", fontsize=8)
+            ax.tick_params(labelsize=7)
+        for ax in list(axes.flat)[len(histories):]:
+            ax.axis("off")
+        fig.tight_layout()
+        fig.savefig(out, format="png", bbox_inches="tight")
+        plt.close(fig)
+
+    return _atomic_png(write, Path(path))
+
+
 def _scatter(samples: torch.Tensor, real: torch.Tensor | None, out: str) -> None:
     import matplotlib
 

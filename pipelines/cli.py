@@ -1,4 +1,5 @@
-"""``ganpipe``: run the pipeline, validate data, sample, export and compute FID from the command line.
+"""``ganpipe``: run the pipeline, validate data, sample, export, compare registered versions, serve the
+MLflow UI and compute FID from the command line.
 
 The exit codes are listed in ``pipelines.errors`` (and ``ganpipe --help``, and the README).
 """
@@ -46,7 +47,8 @@ def cmd_run(args) -> int:
         try:
             state["summary"] = training_pipeline(model=args.model, dataset=args.dataset, preset=args.preset,
                                                  overrides=args.set, params_path=args.params,
-                                                 project_dir=str(Path.cwd()), progress=not args.no_progress)
+                                                 project_dir=str(Path.cwd()), progress=not args.no_progress,
+                                                 entry_point="ganpipe run")
         except GateRejected as rejected:
             state["summary"] = rejected.summary
             raise
@@ -184,6 +186,46 @@ def cmd_fid(args) -> int:
     return run_guarded(go)
 
 
+def cmd_compare(args) -> int:
+    from rich.console import Console
+
+    from pipelines.compare import print_comparison, registered_versions, write_comparison_html
+    from pipelines.report import print_ui_links
+
+    def go():
+        from mlflow.exceptions import MlflowException
+
+        from pipelines.tracking import project_store
+
+        client, uri = project_store(args.params, Path.cwd())
+        names = [args.model_name] if args.model_name else sorted(m.name for m in client.search_registered_models())
+        if not names:
+            print(f"no registered models in {uri} yet: a run registers its model once it passes every gate")
+            return
+        models = {}
+        for name in names:
+            try:
+                models[name] = registered_versions(client, name)
+            except MlflowException:
+                known = ", ".join(sorted(m.name for m in client.search_registered_models())) or "none"
+                raise UsageError(f"no registered model {name!r} in {uri}; registered models: {known}") from None
+        console = Console(width=160)
+        for name, rows in models.items():
+            print_comparison(console, name, rows)
+            if rows:
+                print_ui_links(console, rows[0].experiment_id, model_name=name, note="MLflow UI (`ganpipe ui`):")
+        if args.html:
+            print(f"wrote {write_comparison_html(client, models, args.html)}")
+
+    return run_guarded(go)
+
+
+def cmd_ui(args) -> int:
+    from pipelines.ui import serve
+
+    return run_guarded(lambda: serve(args.params, port=args.port, workers=args.workers))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipelines import errors
 
@@ -248,6 +290,19 @@ def build_parser() -> argparse.ArgumentParser:
     trn.add_argument("--direction", choices=["a2b", "b2a"], default=None,
                      help="two-domain (CycleGAN) models: translate domain A to B (default) or B to A")
     trn.set_defaults(func=cmd_translate)
+
+    cmp_ = sub.add_parser("compare", help="registered versions side by side: aliases, metrics, gates, lineage")
+    cmp_.add_argument("model_name", nargs="?", default=None,
+                      help="registered model (e.g. dcgan-digits); default: every registered model")
+    cmp_.add_argument("--html", default=None, metavar="OUT", help="also write a page with the sample grids here")
+    cmp_.add_argument("--params", default="params.yaml", help="params file whose tracking section names the store")
+    cmp_.set_defaults(func=cmd_compare)
+
+    ui = sub.add_parser("ui", help="serve MLflow's UI for this project's store on 127.0.0.1 (until Ctrl-C)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--workers", type=int, default=2, help="server worker processes (default: 2)")
+    ui.add_argument("--params", default="params.yaml", help="params file whose tracking section names the store")
+    ui.set_defaults(func=cmd_ui)
 
     fid = sub.add_parser("fid", help="FID between two image sets (folders or .npy arrays)")
     fid.add_argument("a")

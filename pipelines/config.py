@@ -2,8 +2,14 @@
 
 Precedence, lowest first: dataclass defaults < the model's recipe (``run.recipe``) < ``params.yaml``
 sections < ``kinds.<data kind>`` (labelled images take ``kinds.images`` first) < ``models.<model>``
-< ``datasets.<data set>`` (a registered name, or the reader of a path: ``folder``, ``npy``, ...)
-< ``presets.<name>`` < ``--set SECTION.KEY=VALUE``.
+< ``datasets.<data set>`` < ``datasets.<data set>.models.<model>`` < ``presets.<name>`` <
+``--set SECTION.KEY=VALUE``.
+
+``datasets.<name>`` holds what one registered data set needs beyond its kind (Fashion-MNIST's
+classifier and gates are not the digits'); it applies to runs on that data set as it is, not to
+pairs derived from it with ``data.task`` (those are paired images, ruled by ``kinds.paired-images``).
+Its ``models.<model>`` sub-table holds what only one model needs on that data set (a gate on a
+metric only that model produces, e.g. cgan's ``cond_accuracy``).
 
 Everything that can be judged before work starts is judged here, so bad input fails in a second
 with a ``ConfigError`` naming the field and the fix: the data set's kind against the kinds the
@@ -36,7 +42,7 @@ from ganmodels.train.monitor import MonitorConfig
 from pipelines.errors import ConfigError
 
 __all__ = ["ConfigError", "EvalConfig", "ExportConfig", "GateSpec", "RunConfig", "TrackingConfig", "ValidationConfig",
-           "load_run_config", "model_config_for", "parse_overrides", "run_config_from_dict"]
+           "load_run_config", "load_tracking_config", "model_config_for", "parse_overrides", "run_config_from_dict"]
 
 # The model trained when run.model is "auto".
 DEFAULT_MODEL_BY_KIND = {DataKind.IMAGES: "dcgan", DataKind.LABELLED_IMAGES: "dcgan", DataKind.POINTS: "mlp2d",
@@ -177,15 +183,20 @@ class RunConfig:
         return int(self.model_overrides.get("c_dim", _config_default(self.model, "c_dim", 0)) or 0) > 0
 
     @property
-    def registered_name(self) -> str:
-        """Registry name ``<model>-<dataset>``; image folders and arrays use their file stem, a derived
-        task adds itself (``pix2pix-fashion-mnist-sr4``)."""
+    def data_name(self) -> str:
+        """The data set as trained: its registered name, or the file stem of an image folder or array;
+        a derived task adds itself (``fashion-mnist-sr4``)."""
         source = self.data.name
         if source in ("folder", "npy", "paired-folder", "aligned", "npz-pairs", "unpaired-folder", "two-domains") \
                 and self.data.root:
             source = Path(self.data.root).stem or source
         task = {"sr": f"-sr{self.data.scale}", "edges": "-edges"}.get(self.data.task, "")
-        return f"{self.model}-{source}{task}"
+        return f"{source}{task}"
+
+    @property
+    def registered_name(self) -> str:
+        """Registry name ``<model>-<data name>`` (``dcgan-digits``, ``pix2pix-fashion-mnist-sr4``)."""
+        return f"{self.model}-{self.data_name}"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -291,8 +302,11 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
         raise ConfigError(f"unknown preset {preset_name!r}; presets in {params_path}: {sorted(presets) or ['default']}")
     preset_layer = _overlay(presets.get(preset_name), f"presets.{preset_name}")
 
+    dataset_layer, dataset_models = _dataset_overlay(params, source, task, str(params_path))
+
     # The model picks its models.<name> overlay, so it is read from every run section first.
-    run_sections = [layer.get("run") or {} for layer in (*layers, preset_layer)] + [cli.get("run") or {}, arguments]
+    run_sections = [layer.get("run") or {} for layer in (*layers, dataset_layer, preset_layer)]
+    run_sections += [cli.get("run") or {}, arguments]
     model_name = str({k: v for section in run_sections for k, v in section.items()}.get("model", "auto"))
     if model_name == "auto":
         model_name = DEFAULT_MODEL_BY_KIND.get(kind, "")
@@ -302,15 +316,9 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
     if unknown_models:
         raise ConfigError(f"{params_path}: models.{unknown_models[0]} is not a registered model; models: "
                           f"{', '.join(ganmodels.list_models())}")
-    datasets = _overlay_table(params, "datasets")
-    from ganmodels.data import list_datasets
-
-    unknown_sets = sorted(set(datasets) - set(list_datasets()))
-    if unknown_sets:
-        raise ConfigError(f"{params_path}: datasets.{unknown_sets[0]} is not a registered data set; data sets: "
-                          f"{', '.join(list_datasets())}")
-    layers += [_overlay(models.get(model_name), f"models.{model_name}"),
-               _overlay(datasets.get(source.name), f"datasets.{source.name}"), preset_layer, cli]
+    layers += [_overlay(models.get(model_name), f"models.{model_name}"), dataset_layer,
+               _overlay(dataset_models.get(model_name), f"datasets.{source.name}.models.{model_name}"), preset_layer,
+               cli]
     merged: dict = {}
     for layer in layers:
         merged = deep_merge(merged, layer)
@@ -347,6 +355,13 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
         export=_build_typed("export", ExportConfig, merged),
         tracking=_build_typed("tracking", TrackingConfig, merged),
     )
+
+
+def load_tracking_config(params_path: str | os.PathLike | None = "params.yaml") -> TrackingConfig:
+    """The ``tracking`` section of ``params.yaml`` alone, for commands that only read the store
+    (``ganpipe compare``, ``ganpipe ui``); a missing params file means the defaults."""
+    params = read_params(params_path) if params_path is not None and Path(params_path).is_file() else {}
+    return _build_typed("tracking", TrackingConfig, params)
 
 
 def run_config_from_dict(values: dict) -> RunConfig:
@@ -432,6 +447,34 @@ def _model_spec(model_name: str, kind: DataKind, dataset_spec: str):
         raise ConfigError(f"model {model_name!r} trains on {describe(spec.accepts)} data but data set "
                           f"{dataset_spec!r} holds {kind.value}; for {kind.value} use {choices}")
     return spec
+
+
+def _dataset_overlay(params: dict, source: DataConfig, task: str, where: str) -> tuple[dict, dict]:
+    """(``datasets.<name>`` without its ``models`` table, that table) for the run's data set; empty for a
+    derived task, whose paired data ``kinds.paired-images`` rules."""
+    from ganmodels.data import list_datasets
+
+    datasets = _overlay_table(params, "datasets")
+    unknown = sorted(set(datasets) - set(list_datasets()))
+    if unknown:
+        raise ConfigError(f"{where}: datasets.{unknown[0]} is not a registered data set; data sets: "
+                          f"{', '.join(list_datasets())}")
+    checked = {}
+    for name, values in datasets.items():
+        values = dict(values or {}) if isinstance(values, dict) or values is None else values
+        if not isinstance(values, dict):
+            raise ConfigError(f"datasets.{name} must be a mapping of sections, got {type(values).__name__}")
+        models = _overlay_table(values, "models") if "models" in values else {}
+        unknown_models = sorted(set(models) - set(ganmodels.list_models()))
+        if unknown_models:
+            raise ConfigError(f"{where}: datasets.{name}.models.{unknown_models[0]} is not a registered model; "
+                              f"models: {', '.join(ganmodels.list_models())}")
+        for model, section in models.items():
+            _overlay(section, f"datasets.{name}.models.{model}")
+        checked[name] = (_overlay({k: v for k, v in values.items() if k != "models"}, f"datasets.{name}"), models)
+    if task:
+        return {}, {}
+    return checked.get(source.name, ({}, {}))
 
 
 def _overlay_table(params: dict, name: str) -> dict:

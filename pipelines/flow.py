@@ -8,6 +8,7 @@ ONNX file does not reproduce PyTorch's output fails the run, and a failed run ne
 from __future__ import annotations
 
 import json
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,7 +21,9 @@ from pipelines.config import RunConfig, load_run_config, run_config_from_dict
 from pipelines.errors import GateRejected
 from pipelines.settings import setup_environment
 
-__all__ = ["GateRejected", "RunContext", "load_summary", "training_pipeline"]
+__all__ = ["ENTRY_POINT", "GateRejected", "RunContext", "load_summary", "training_pipeline"]
+
+ENTRY_POINT = "pipelines/flow.py:training_pipeline"  # as prefect.yaml's deployments name it
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,8 @@ def prepare_task(cfg: dict, ctx: RunContext) -> dict:
     run.log_params({"data.hash": result["data_hash"], "data.n_train": result["n_train"],
                     "data.n_test": result["n_test"]})
     run.set_tags({"ganpipe.data_version": result["data_hash"]})
+    run.log_dataset(config.data_name, result["data_hash"], result["origin"],
+                    {k: result[k] for k in ("kind", "n_train", "n_test", "sample_shape", "num_classes")})
     return result
 
 
@@ -131,11 +136,36 @@ def reject_task(cfg: dict, ctx: RunContext, failed_gates: dict) -> None:
     record_rejection(_logger(ctx, config).client, ctx.run_id, failed_gates)
 
 
+@task(name="model-card")
+def report_task(cfg: dict, ctx: RunContext, summary: dict) -> str:
+    """The run's model card (``report.html``), logged to the run; its summary becomes the run's description
+    and, when registered, the version's."""
+    from pipelines import card
+
+    config = run_config_from_dict(cfg)
+    run = _logger(ctx, config)
+    card.save_card_pictures(summary, run.metric_histories("monitor."), seed=config.eval.seed)
+    validation = Path(ctx.run_dir) / card.VALIDATION_SUMMARY
+    lineage = card.Lineage(git_commit=summary["git_commit"], params=cfg,
+                           validation=json.loads(validation.read_text()) if validation.is_file() else None)
+    path = card.write_model_card(summary, lineage)
+    run.log_artifact(path)
+    description = card.summary_markdown(summary, lineage)
+    run.set_tags({"mlflow.note.content": description})  # the run page's Description
+    registry = summary.get("registry") or {}
+    if registry.get("registered"):
+        run.client.update_model_version(registry["model_name"], registry["version"], description=description)
+    return str(path)
+
+
 @flow(name="training_pipeline", log_prints=True)
 def training_pipeline(model: str | None = None, dataset: str | None = None, preset: str | None = None,
                       overrides: list[str] | None = None, params_path: str | None = "params.yaml",
-                      project_dir: str | None = None, progress: bool = False) -> dict:
-    """Train, gate and register one GAN. Returns the run summary (also written to ``<run_dir>/summary.json``)."""
+                      project_dir: str | None = None, progress: bool = False, entry_point: str = ENTRY_POINT) -> dict:
+    """Train, gate and register one GAN. Returns the run summary (also written to ``<run_dir>/summary.json``).
+
+    entry_point: what started the run, MLflow's ``mlflow.source.name`` (``ganpipe run`` from the CLI).
+    """
     root = setup_environment(project_dir)
     params = None if params_path is None else (root / params_path if not Path(params_path).is_absolute()
                                                else Path(params_path))
@@ -145,14 +175,16 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg.to_json())
 
-    from pipelines.tracking import RunLogger, tracking_uri
+    from pipelines.tracking import RunLogger, git_commit, tracking_uri
 
-    run = RunLogger.start(cfg, root, run_name)
+    commit = git_commit(root)
+    run = RunLogger.start(cfg, root, run_name, commit=commit, source=entry_point)
     run.log_artifact(run_dir / "config.json")
     ctx = RunContext(str(root), str(run_dir), run.run_id, progress)
     summary = {"status": "running", "run_name": run_name, "run_dir": str(run_dir), "mlflow_run_id": run.run_id,
-               "tracking_uri": tracking_uri(cfg, root), "model": cfg.model, "dataset": cfg.dataset,
-               "preset": cfg.preset, "registered_model": cfg.registered_name}
+               "experiment_id": run.experiment_id, "tracking_uri": tracking_uri(cfg, root), "git_commit": commit,
+               "model": cfg.model, "dataset": cfg.dataset, "preset": cfg.preset,
+               "registered_model": cfg.registered_name}
     config = cfg.to_dict()
     try:
         summary["validation"] = validate_task(config, ctx)
@@ -169,29 +201,42 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
             reject_task(config, ctx, summary["failed_gates"])
             summary["status"] = "rejected"
             summary["registry"] = {"registered": False, "reason": "failed gates: " + ", ".join(summary["failed_gates"])}
-            _finish(run, summary, "FINISHED")
+            _finish(run, summary, "FINISHED", config, ctx)
             raise GateRejected(summary)
         summary["export"] = export_task(config, ctx, trained["checkpoint"])
         summary["registry"] = {"registered": True, **register_task(config, ctx, trained["checkpoint"], evaluation)}
         summary["status"] = "registered"
-        _finish(run, summary, "FINISHED")
+        _finish(run, summary, "FINISHED", config, ctx)
         return summary
     except GateRejected:
         raise
     except BaseException as e:
         summary["status"] = "failed"
         summary["error"] = f"{type(e).__name__}: {e}"
-        _finish(run, summary, "FAILED", error=e)
+        _finish(run, summary, "FAILED", config, ctx, error=e)
         raise
 
 
-def _finish(run, summary: dict, status: str, error: BaseException | None = None) -> None:
-    path = Path(summary["run_dir"]) / "summary.json"
-    stages.write_json(summary, path)
+def _finish(run, summary: dict, status: str, config: dict, ctx: RunContext,
+            error: BaseException | None = None) -> None:
+    """Model card, summary.json and the run's final tags and status, whatever the outcome.
+
+    A run that failed still gets its card (what it got to, and why it stopped); an error while
+    writing the card or talking to MLflow never masks the run's own error.
+    """
     tags = {"ganpipe.status": summary["status"]}
     if error is not None:
         tags["ganpipe.error"] = summary["error"]
         tags["ganpipe.error_type"] = type(error).__name__
+    path = Path(summary["run_dir"]) / "summary.json"
+    try:
+        summary["report"] = report_task(config, ctx, summary)
+    except Exception as card_error:
+        if error is None:
+            raise
+        print(f"ganpipe: no model card for this failed run: {type(card_error).__name__}: {card_error}",
+              file=sys.stderr)
+    stages.write_json(summary, path)
     try:
         run.set_tags(tags)
         run.log_artifact(path)

@@ -43,5 +43,18 @@ def print_summary(summary: dict) -> None:
         files = ", ".join((export.get("files") or {"generator": export["onnx"]}).values())
         console.print(f"onnx: {files} (max abs diff vs PyTorch {export['max_abs_diff']:.2g})")
     console.print(f"run directory: {summary.get('run_dir')}  (summary.json, samples, checkpoints, Data Docs)")
-    uri = summary.get("tracking_uri", "sqlite:///mlflow.db")
-    console.print(f"MLflow UI: mlflow ui --backend-store-uri {uri}  then open http://127.0.0.1:5000")
+    if summary.get("report"):
+        console.print(f"model card: {summary['report']}", soft_wrap=True)
+    if summary.get("experiment_id"):
+        print_ui_links(console, summary["experiment_id"], run_id=summary.get("mlflow_run_id"),
+                       model_name=registry.get("model_name") if registry.get("registered") else None,
+                       version=registry.get("version"))
+
+
+def print_ui_links(console, experiment_id: str | None, *, address: str | None = None, note: str = "", **which) -> None:
+    """The MLflow UI pages of a run, its experiment and its registered model, as ``ganpipe ui`` serves them."""
+    from pipelines.tracking import DEFAULT_UI_ADDRESS, ui_links
+
+    console.print(note or "MLflow UI: run `ganpipe ui`, then open", soft_wrap=True)
+    for name, url in ui_links(experiment_id, address=address or DEFAULT_UI_ADDRESS, **which).items():
+        console.print(f"  {name}: {url}", soft_wrap=True, highlight=False)

@@ -55,13 +55,15 @@ def validate_stage(cfg: RunConfig, out_dir: str | os.PathLike) -> dict:
 
 def prepare_stage(cfg: RunConfig, out_path: str | os.PathLike) -> dict:
     """Read, resize, scale and split the data set; save it and return its content hash (the data version)."""
-    data = prepare(read_source(cfg.data), cfg.data)
+    source = read_source(cfg.data)
+    data = prepare(source, cfg.data)
     if data.data_kind is not cfg.data_kind:  # the reader disagrees with what the data set declared
         raise DataError(f"data set {cfg.dataset!r} was declared {cfg.data_kind.value} but its reader produced "
                         f"{data.data_kind.value}; fix the data set's registration (or its files)")
     data_hash = data.save(out_path)
     return {"path": str(out_path), "data_hash": data_hash, "n_train": len(data.x_train), "n_test": len(data.x_test),
-            "sample_shape": list(data.sample_shape), "num_classes": data.num_classes, "kind": data.data_kind.value}
+            "sample_shape": list(data.sample_shape), "num_classes": data.num_classes, "kind": data.data_kind.value,
+            "class_names": list(data.class_names or []), "origin": source.origin}
 
 
 # -- train ------------------------------------------------------------------------------------

@@ -16,21 +16,44 @@ from typing import Any
 import mlflow
 import mlflow.pyfunc
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
 
 from ganmodels.train import Callback
-from pipelines.config import RunConfig
+from pipelines.config import RunConfig, TrackingConfig
 
 GENERATOR_ARTIFACT = "generator"
 CHECKPOINT_FILE = "checkpoint.pt"
+# MLflow 3's UI opens an experiment on its GenAI overview unless the experiment says it trains models
+# (the experiment tag its own UI writes when a user picks "Model training").
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+# The Source column of the runs table: mlflow.source.name shown by its base name for type LOCAL.
+SOURCE_TYPE = "LOCAL"
+DEFAULT_UI_ADDRESS = "http://127.0.0.1:5000"
+UI_VIEW = "workflowType=machine_learning"
+# MLflow keeps at most 36 characters of a dataset digest (mlflow.utils.validation.MAX_DATASET_DIGEST_SIZE);
+# the full sha256 is the run's data.hash param and the dataset's profile.
+DATASET_DIGEST_CHARS = 36
 
 
-def tracking_uri(cfg: RunConfig, project_dir: Path) -> str:
+def tracking_uri(cfg: RunConfig | TrackingConfig, project_dir: Path) -> str:
     """params.yaml's tracking.tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db.
 
     MLflow >= 3.13 refuses the ./mlruns file store, so the default is a SQLite database.
     """
-    return cfg.tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_dir / 'mlflow.db'}"
+    tracking = cfg.tracking if isinstance(cfg, RunConfig) else cfg
+    return tracking.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_dir / 'mlflow.db'}"
+
+
+def project_store(params: str | os.PathLike | None, project_dir: Path) -> tuple[MlflowClient, str]:
+    """(client, tracking URI) of the store ``ganpipe run`` writes to from ``project_dir``, for commands
+    that read it (``ganpipe compare``, ``ganpipe ui``); a SQLite store that does not exist yet is an error."""
+    from pipelines.config import load_tracking_config
+
+    uri = tracking_uri(load_tracking_config(params), project_dir)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise FileNotFoundError(f"no MLflow store at {uri[len('sqlite:///'):]}: run `ganpipe run` in this "
+                                "directory first (or set tracking.tracking_uri / MLFLOW_TRACKING_URI)")
+    return MlflowClient(uri), uri
 
 
 def artifact_root(cfg: RunConfig, project_dir: Path) -> str:
@@ -39,11 +62,34 @@ def artifact_root(cfg: RunConfig, project_dir: Path) -> str:
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str) -> str:
-    """The experiment id; created with an explicit artifact location (else MLflow fixes it to the cwd)."""
+    """The experiment id; created with an explicit artifact location (else MLflow fixes it to the cwd)
+    and marked as a model-training experiment, so MLflow's UI opens it on its training runs."""
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=f"{artifact_location.rstrip('/')}/{name}")
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=f"{artifact_location.rstrip('/')}/{name}",
+                                        tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    if EXPERIMENT_KIND_TAG not in experiment.tags:  # created by an earlier ganpipe; a user's choice is kept
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
+
+
+def ui_links(experiment_id: str | None, *, run_id: str | None = None, model_name: str | None = None,
+             version: str | None = None, address: str = DEFAULT_UI_ADDRESS) -> dict[str, str]:
+    """Pages of MLflow 3's UI: a hash router with the routes ``#/experiments/<id>/runs``,
+    ``#/experiments/<id>/runs/<run>``, ``#/models/<name>``, ``#/models/<name>/versions/<v>``
+    (mlflow/server/js's routes). Each link asks for the "Model training" view (``workflowType=
+    machine_learning``): MLflow 3.17 otherwise shows its GenAI view, whose side bar has no model registry."""
+    from urllib.parse import quote
+
+    base, view = address.rstrip("/") + "/#", f"?{UI_VIEW}"
+    links = {"training runs": f"{base}/experiments/{experiment_id}/runs{view}"} if experiment_id else {}
+    if run_id and experiment_id:
+        links["run"] = f"{base}/experiments/{experiment_id}/runs/{run_id}{view}"
+    if model_name:
+        links["registered model"] = f"{base}/models/{quote(model_name, safe='')}{view}"
+        if version:
+            links["model version"] = f"{base}/models/{quote(model_name, safe='')}/versions/{version}{view}"
+    return links
 
 
 def git_commit(project_dir: Path) -> str:
@@ -75,22 +121,43 @@ class RunLogger:
         self.client, self.run_id = client, run_id
 
     @classmethod
-    def start(cls, cfg: RunConfig, project_dir: Path, run_name: str) -> "RunLogger":
+    def start(cls, cfg: RunConfig, project_dir: Path, run_name: str, *, commit: str, source: str) -> "RunLogger":
+        """A new run with MLflow's standard source tags: ``source`` (the entry point, e.g. ``ganpipe run``)
+        and ``commit`` fill the runs table's Source and Version columns."""
         uri = tracking_uri(cfg, project_dir)
         mlflow.set_tracking_uri(uri)  # log_model and the registry's models:/ lookups use the global URI
         client = MlflowClient(uri)
         experiment_id = ensure_experiment(client, cfg.tracking.experiment, artifact_root(cfg, project_dir))
         run = client.create_run(experiment_id, run_name=run_name, tags={
             "ganpipe.model": cfg.model, "ganpipe.dataset": cfg.dataset, "ganpipe.preset": cfg.preset,
-            "mlflow.source.git.commit": git_commit(project_dir)})
+            "mlflow.source.name": source, "mlflow.source.type": SOURCE_TYPE, "mlflow.source.git.commit": commit})
         logger = cls(client, run.info.run_id)
         params = flatten({k: v for k, v in cfg.to_dict().items()})
         logger.log_params(params)
         return logger
 
     @property
-    def ui_url(self) -> str:
-        return f"run {self.run_id}"
+    def experiment_id(self) -> str:
+        return self.client.get_run(self.run_id).info.experiment_id
+
+    def log_dataset(self, name: str, data_hash: str, origin: str, profile: dict[str, Any],
+                    context: str = "training") -> None:
+        """The data set as an MLflow dataset input (the runs table's Dataset column): ``name``, digest =
+        the data version (its first 36 characters, MLflow's limit), source = where it was read from."""
+        import json
+
+        path = Path(origin)
+        source_type, source = (("local", {"uri": str(path.resolve())}) if origin and path.exists()
+                               else ("code", {"tags": {"origin": origin}}))
+        dataset = Dataset(name=name, digest=data_hash[:DATASET_DIGEST_CHARS], source_type=source_type,
+                          source=json.dumps(source), profile=json.dumps({"data_hash": data_hash, **profile}))
+        self.client.log_inputs(self.run_id, datasets=[
+            DatasetInput(dataset, tags=[InputTag("mlflow.data.context", context)])])
+
+    def metric_histories(self, prefix: str) -> dict[str, list[tuple[int, float]]]:
+        """``{name: [(step, value), ...]}`` of the run's metrics whose names start with ``prefix``."""
+        names = [k for k in self.client.get_run(self.run_id).data.metrics if k.startswith(prefix)]
+        return {k: [(m.step, m.value) for m in self.client.get_metric_history(self.run_id, k)] for k in names}
 
     def log_params(self, params: dict[str, Any]) -> None:
         items = [Param(k, str(v)) for k, v in params.items()]

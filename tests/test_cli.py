@@ -34,13 +34,23 @@ def last_line(result: subprocess.CompletedProcess) -> str:
 def test_help_lists_commands_and_exit_codes(tmp_path):
     result = ganpipe(tmp_path, "--help")
     assert result.returncode == 0, result.stderr
-    for command in ("run", "validate", "sample", "export", "fid"):
+    for command in ("run", "validate", "sample", "export", "compare", "ui", "fid"):
         assert command in result.stdout
     assert "4  quality gate rejected the model" in result.stdout and "5  training diverged" in result.stdout
     run_help = ganpipe(tmp_path, "run", "--help")
     assert run_help.returncode == 0 and "--preset" in run_help.stdout and "--set" in run_help.stdout
     assert ganpipe(tmp_path).returncode == 2  # no command: argparse usage error
     assert ganpipe(tmp_path, "run", "--no-such-option").returncode == 2
+
+
+def test_compare_and_ui_without_a_store_say_to_run_first(tmp_path):
+    for args in (["compare"], ["compare", "dcgan-digits"], ["ui", "--port", "5999"]):
+        result = ganpipe(tmp_path, *args)
+        assert result.returncode == 2, result.stderr
+        assert last_line(result).startswith("ganpipe: bad input: no MLflow store at") and "ganpipe run" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # looking created nothing
+    bad_port = ganpipe(tmp_path, "ui", "--port", "70000")
+    assert bad_port.returncode == 2 and "--port 70000" in last_line(bad_port)
 
 
 def write_images(path: Path, seed: int) -> Path:

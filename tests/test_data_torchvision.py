@@ -1,4 +1,5 @@
-"""MNIST, Fashion-MNIST and CIFAR-10 from tiny files written here in torchvision's on-disk layout."""
+"""MNIST, Fashion-MNIST and CIFAR-10 from tiny files written here: torchvision's on-disk layout, and the
+IDX files as they are shipped (gzipped or not, in one flat folder)."""
 
 from __future__ import annotations
 
@@ -129,13 +130,101 @@ def test_missing_files_name_root_and_download(tmp_path, name):
     assert not any(tmp_path.iterdir())  # nothing was fetched or created
 
 
-def test_gzipped_mnist_files_get_a_hint(tmp_path):
-    write_mnist(tmp_path, "MNIST")
-    for path in (tmp_path / "MNIST" / "raw").iterdir():
-        path.with_name(path.name + ".gz").write_bytes(gzip.compress(path.read_bytes()))
+def move_idx_files(raw: Path, dest: Path, *, gzipped: bool, kaggle: bool = False) -> None:
+    """The four IDX files of ``raw`` moved to ``dest`` as users have them: gzipped or not, and with
+    Kaggle's spelling (``train-images.idx3-ubyte``) when ``kaggle``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in sorted(raw.iterdir()):
+        name = path.name.replace("-idx", ".idx") if kaggle else path.name
+        data = path.read_bytes()
+        if gzipped:
+            (dest / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (dest / name).write_bytes(data)
         path.unlink()
-    with pytest.raises(DataError, match="gunzip"):
+
+
+@pytest.mark.parametrize("layout", ["torchvision", "flat", "raw"])
+@pytest.mark.parametrize("gzipped", [False, True], ids=["plain", "gz"])
+def test_mnist_like_idx_files_gzipped_or_not_flat_or_nested(tmp_path, layout, gzipped):
+    # Debian's dataset-fashion-mnist installs the four .gz files in one flat folder; torchvision unpacks
+    # them into <root>/FashionMNIST/raw/. Every combination reads the same samples and labels.
+    parts = write_mnist(tmp_path / "staging", "FashionMNIST", n_train=14, n_test=7, seed=3)
+    root = tmp_path / "root"
+    dest = {"torchvision": root / "FashionMNIST" / "raw", "flat": root, "raw": root / "raw"}[layout]
+    move_idx_files(tmp_path / "staging" / "FashionMNIST" / "raw", dest, gzipped=gzipped)
+    src = read_source(DataConfig(name="fashion-mnist", root=str(root)))
+    assert len(src) == 21 and src.class_names == FASHION_CLASSES and src.origin == str(dest)
+    assert src.split == ["train"] * 14 + ["test"] * 7
+    np.testing.assert_array_equal(np.stack(src.samples[:14]), parts["train"][0])
+    np.testing.assert_array_equal(np.stack(src.samples[14:]), parts["t10k"][0])
+    assert src.labels.tolist() == parts["train"][1].tolist() + parts["t10k"][1].tolist()
+    d = load_dataset(DataConfig(name="fashion-mnist", root=str(root), resolution=28))
+    torch.testing.assert_close(d.x_test, scaled(parts["t10k"][0]), rtol=0, atol=1e-6)
+
+
+def test_kaggle_file_names_are_read_and_plain_files_win_over_gz(tmp_path):
+    parts = write_mnist(tmp_path / "staging", "MNIST", seed=1)
+    move_idx_files(tmp_path / "staging" / "MNIST" / "raw", tmp_path / "kaggle", gzipped=False, kaggle=True)
+    src = read_source(DataConfig(name="mnist", root=str(tmp_path / "kaggle")))
+    np.testing.assert_array_equal(np.stack(src.samples[:12]), parts["train"][0])
+
+    # torchvision leaves the .gz beside the files it unpacked: the unpacked ones are read
+    other = write_mnist(tmp_path / "both", "MNIST", seed=2)
+    raw = tmp_path / "both" / "MNIST" / "raw"
+    for path in list(raw.iterdir()):
+        path.with_name(path.name + ".gz").write_bytes(gzip.compress(b"not what is read"))
+    src = read_source(DataConfig(name="mnist", root=str(tmp_path / "both")))
+    np.testing.assert_array_equal(np.stack(src.samples[:12]), other["train"][0])
+
+
+def test_an_incomplete_folder_is_not_mixed_with_another(tmp_path):
+    # Three files flat and all four in torchvision's layout: the complete folder is read, never a mix.
+    parts = write_mnist(tmp_path, "MNIST", seed=4)
+    write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((12, 28, 28), np.uint8))
+    src = read_source(DataConfig(name="mnist", root=str(tmp_path)))
+    np.testing.assert_array_equal(np.stack(src.samples[:12]), parts["train"][0])
+
+
+def test_missing_idx_files_name_every_folder_looked_in(tmp_path):
+    write_mnist(tmp_path / "staging", "MNIST")
+    move_idx_files(tmp_path / "staging" / "MNIST" / "raw", tmp_path / "flat", gzipped=True)
+    (tmp_path / "flat" / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError) as err:
+        read_source(DataConfig(name="mnist", root=str(tmp_path / "flat")))
+    msg = str(err.value)
+    assert "gzipped or not" in msg and "t10k-labels-idx1-ubyte" in msg
+    for folder in (tmp_path / "flat" / "MNIST" / "raw", tmp_path / "flat", tmp_path / "flat" / "raw"):
+        assert str(folder) in msg
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda raw: raw[:-5], "truncated or corrupt"),  # data cut short
+    (lambda raw: b"\x00\x00\x0d\x03" + raw[4:], "not an IDX file of unsigned bytes"),  # float type code
+    (lambda raw: raw[:6], "header cut short"),
+])
+def test_a_damaged_idx_file_is_named(tmp_path, damage, named):
+    write_mnist(tmp_path, "MNIST")
+    path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    path.write_bytes(damage(path.read_bytes()))
+    with pytest.raises(DataError, match=named) as err:
         read_source(DataConfig(name="mnist", root=str(tmp_path)))
+    assert str(path) in str(err.value)
+
+
+def test_a_truncated_gzip_and_mismatched_counts_are_named(tmp_path):
+    write_mnist(tmp_path / "staging", "MNIST")
+    move_idx_files(tmp_path / "staging" / "MNIST" / "raw", tmp_path / "gz", gzipped=True)
+    path = tmp_path / "gz" / "train-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(DataError, match="cannot read IDX file") as err:
+        read_source(DataConfig(name="mnist", root=str(tmp_path / "gz")))
+    assert str(path) in str(err.value)
+
+    write_mnist(tmp_path / "counts", "MNIST")
+    write_idx(tmp_path / "counts" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte", np.zeros(5, np.uint8))
+    with pytest.raises(DataError, match="6 images but .* 5 labels"):
+        read_source(DataConfig(name="mnist", root=str(tmp_path / "counts")))
 
 
 def test_default_root_is_data_raw_name(tmp_path, monkeypatch):

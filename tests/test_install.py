@@ -34,9 +34,26 @@ exit 3
 """
 
 
-def run_script(tmp_path: Path, script: str, fail: str = "") -> tuple[subprocess.CompletedProcess, list[str]]:
+# apt-get and sudo stand-ins: they log their arguments; apt-get fails when they contain $FAKE_APT_FAIL and
+# otherwise "installs" the browser by creating the two commands in the fake bin folder.
+FAKE_APT = r"""#!/usr/bin/env bash
+echo "apt-get $*" >> "$FAKE_LOG"
+if [ -n "${FAKE_APT_FAIL:-}" ] && [[ "$*" == *"$FAKE_APT_FAIL"* ]]; then
+  echo "E: Unable to locate package" >&2
+  exit 100
+fi
+if [[ "$*" == *install* ]]; then
+  for cmd in "$GANPIPE_CHROMIUM" "$GANPIPE_CHROMEDRIVER"; do printf '#!/bin/sh\n' > "$FAKE_BIN/$cmd"; chmod +x "$FAKE_BIN/$cmd"; done
+fi
+exit 0
+"""
+
+
+def run_script(tmp_path: Path, script: str, fail: str = "", *, browser: bool = True, apt_fail: str = "",
+               env_extra: dict | None = None) -> tuple[subprocess.CompletedProcess, list[str]]:
     """Run a copy of ``script`` (relative to the repo root) in a tmp repo; return the result and the
-    fake interpreter's call log."""
+    fake interpreter's and apt-get's call log. ``browser``: whether the browser commands exist already
+    (they are looked up under names only the fake bin folder can hold); apt-get is always the fake one."""
     root = tmp_path / "repo"
     for name in ("scripts/install.sh", ".ci/run"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -44,8 +61,19 @@ def run_script(tmp_path: Path, script: str, fail: str = "") -> tuple[subprocess.
     fake = tmp_path / "fake-python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    names = {"GANPIPE_CHROMIUM": "fake-chromium-for-test", "GANPIPE_CHROMEDRIVER": "fake-chromedriver-for-test"}
+    for tool, text in (("apt-get", FAKE_APT), ("sudo", '#!/usr/bin/env bash\n[ "$1" = -n ] && shift\nexec "$@"\n')):
+        (bin_dir / tool).write_text(text)
+        (bin_dir / tool).chmod(0o755)
+    if browser:
+        for name in names.values():
+            (bin_dir / name).write_text("#!/bin/sh\n")
+            (bin_dir / name).chmod(0o755)
     log = tmp_path / "calls.log"
-    env = {"PATH": os.environ["PATH"], "PYTHON": str(fake), "FAKE_LOG": str(log), "FAKE_PIP_FAIL": fail}
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": str(fake), "FAKE_LOG": str(log),
+           "FAKE_PIP_FAIL": fail, "FAKE_APT_FAIL": apt_fail, "FAKE_BIN": str(bin_dir), **names, **(env_extra or {})}
     result = subprocess.run(["bash", str(root / script)], env=env, capture_output=True, text=True, timeout=60)
     calls = log.read_text().splitlines() if log.exists() else []
     return result, calls
@@ -75,3 +103,27 @@ def test_ci_run_fails_before_the_tests_when_install_fails(tmp_path):
     assert "step 'ganpipe with the pipeline and test extras' failed" in result.stderr
     assert "fake pytest ran" not in result.stdout
     assert not any("-m pytest" in call for call in calls)
+
+
+def test_install_leaves_an_installed_browser_alone(tmp_path):
+    result, calls = run_script(tmp_path, "scripts/install.sh", browser=True)
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in calls if c.startswith("apt-get")]
+
+
+def test_install_gets_a_missing_browser_with_apt(tmp_path):
+    result, calls = run_script(tmp_path, "scripts/install.sh", browser=False)
+    assert result.returncode == 0, result.stderr
+    apt = [c for c in calls if c.startswith("apt-get")]
+    assert apt[0] == "apt-get update -qq"
+    assert apt[1] == "apt-get install -y -qq --no-install-recommends chromium chromium-driver"
+
+
+def test_a_browser_apt_cannot_install_warns_users_and_fails_ci(tmp_path):
+    result, _ = run_script(tmp_path / "user", "scripts/install.sh", browser=False, apt_fail="install")
+    assert result.returncode == 0  # the pipeline needs no browser: a user's install goes on, loudly
+    assert "WARNING" in result.stderr and "tests/test_browser.py will fail" in result.stderr
+    result, calls = run_script(tmp_path / "ci", ".ci/run", browser=False, apt_fail="install")
+    assert result.returncode != 0
+    assert "step 'chromium and chromium-driver' failed" in result.stderr
+    assert "fake pytest ran" not in result.stdout and not any("-m pytest" in c for c in calls)

@@ -14,7 +14,7 @@ import yaml
 import ganmodels
 from ganmodels.data import DataKind
 from ganmodels.train import TrainConfig
-from pipelines.config import ConfigError, load_run_config, parse_overrides, run_config_from_dict
+from pipelines.config import ConfigError, GateSpec, load_run_config, parse_overrides, run_config_from_dict
 
 PROJECT_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 
@@ -322,3 +322,59 @@ def test_benchmarks_train_cyclegan_as_the_pipeline_does():
     from benchmarks import cyclegan_bold
 
     assert cyclegan_bold.TRAIN == yaml.safe_load(PROJECT_PARAMS.read_text())["models"]["cyclegan"]["train"]
+
+
+# -- per data set -------------------------------------------------------------------------------------
+
+
+def test_datasets_overlay_sits_between_models_and_presets(tmp_path):
+    path = write_params(tmp_path, {
+        "train": {"steps": 10, "batch_size": 8, "lr_d": 0.001},
+        "kinds": {"labelled-images": {"train": {"steps": 20, "batch_size": 16, "lr_d": 0.002}}},
+        "models": {"dcgan": {"train": {"steps": 30, "batch_size": 24}}, "cgan": {"train": {"steps": 31}}},
+        "datasets": {"fashion-mnist": {"train": {"steps": 40}, "eval": {"classifier_epochs": 3},
+                                       "models": {"cgan": {"train": {"steps": 41}, "gates": {"cond_accuracy":
+                                                                                             {"min": 0.7}}}}},
+                     "digits": {"train": {"steps": 50}}},
+        "presets": {"p": {"eval": {"classifier_epochs": 5}}},
+    })
+    fashion = load_run_config(path, dataset="fashion-mnist")
+    assert fashion.train.steps == 40  # datasets over models.dcgan
+    assert fashion.train.batch_size == 24  # models.dcgan where the data set says nothing
+    assert fashion.train.lr_d == 0.002 and fashion.eval.classifier_epochs == 3
+    assert "cond_accuracy" not in fashion.gates  # the cgan table is not dcgan's
+    cgan = load_run_config(path, dataset="fashion-mnist", model="cgan")
+    assert cgan.train.steps == 41 and cgan.gates["cond_accuracy"].min == 0.7  # datasets.<set>.models.<model>
+    assert load_run_config(path, dataset="fashion-mnist", preset="p").eval.classifier_epochs == 5  # preset wins
+    assert load_run_config(path, dataset="fashion-mnist", overrides=["train.steps=7"]).train.steps == 7
+    assert load_run_config(path, dataset="digits").train.steps == 50
+    assert load_run_config(path, dataset="mnist").train.steps == 30  # no overlay of its own
+    # Pairs derived from the set are paired images: kinds.paired-images rules them, not the set's overlay.
+    derived = load_run_config(path, dataset="fashion-mnist", overrides=["data.task=sr", "data.scale=2"])
+    assert derived.data_kind is DataKind.PAIRED_IMAGES and derived.eval.classifier_epochs != 3
+
+
+def test_datasets_overlays_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="datasets.fashion is not a registered data set"):
+        load_run_config(write_params(tmp_path, {"datasets": {"fashion": {}}}))
+    with pytest.raises(ConfigError, match="datasets.digits: unknown section"):
+        load_run_config(write_params(tmp_path, {"datasets": {"digits": {"trian": {}}}}))
+    with pytest.raises(ConfigError, match="datasets.digits.models.gan9 is not a registered model"):
+        load_run_config(write_params(tmp_path, {"datasets": {"digits": {"models": {"gan9": {}}}}}))
+    with pytest.raises(ConfigError, match="datasets.digits.models.cgan: unknown section"):
+        load_run_config(write_params(tmp_path, {"datasets": {"digits": {"models": {"cgan": {"gate": {}}}}}}))
+    # A gate the run does not produce is refused, whichever layer set it.
+    with pytest.raises(ConfigError, match="gates.cond_accuracy: this run"):
+        load_run_config(write_params(tmp_path, {"datasets": {"digits": {"gates": {"cond_accuracy": {"min": 0.5}}}}}))
+
+
+def test_fashion_mnist_gets_its_own_classifier_and_gates_not_the_digits():
+    params = yaml.safe_load(PROJECT_PARAMS.read_text())
+    fashion = params["datasets"]["fashion-mnist"]
+    cfg = load_run_config(PROJECT_PARAMS, dataset="fashion-mnist")
+    digits = load_run_config(PROJECT_PARAMS, dataset="digits")
+    assert cfg.eval.classifier_epochs == fashion["eval"]["classifier_epochs"] != digits.eval.classifier_epochs
+    assert cfg.eval.min_classifier_accuracy == fashion["eval"]["min_classifier_accuracy"] < 0.9
+    for metric, bounds in fashion["gates"].items():
+        assert cfg.gates[metric] == GateSpec(**bounds), metric
+    assert cfg.gates != digits.gates and cfg.registered_name == "dcgan-fashion-mnist"

@@ -229,6 +229,17 @@ def test_first_smoke_run_is_tracked_in_mlflow(smoke, project):
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project.root, capture_output=True, text=True,
                           check=True).stdout.strip()
     assert run.data.tags["mlflow.source.git.commit"] == head
+    # MLflow's standard source tags (the runs table's Source column) and the data set as a dataset input
+    # (its Dataset column): name, digest = the data version (MLflow keeps 36 characters), source.
+    assert (run.data.tags["mlflow.source.name"], run.data.tags["mlflow.source.type"]) == ("ganpipe run", "LOCAL")
+    (dataset_input,) = run.inputs.dataset_inputs
+    dataset = dataset_input.dataset
+    assert (dataset.name, dataset.digest) == ("digits", expected_hash[:36])
+    assert json.loads(dataset.profile)["data_hash"] == expected_hash and json.loads(dataset.profile)["n_train"] > 0
+    assert (dataset.source_type, json.loads(dataset.source)) == ("code", {"tags": {"origin": "sklearn.datasets.load_digits"}})
+    assert {t.key: t.value for t in dataset_input.tags} == {"mlflow.data.context": "training"}
+    # The experiment opens on its training runs in MLflow's UI, not on the GenAI overview.
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
 
     history = client.get_metric_history(run.info.run_id, "d_loss")
     assert sorted(m.step for m in history) == list(range(1, SMOKE_STEPS + 1))
@@ -244,7 +255,7 @@ def test_first_smoke_run_is_tracked_in_mlflow(smoke, project):
     files = artifact_files(client, run.info.run_id)
     assert {"config.json", "summary.json", "validation/validation_summary.json", "validation/data_docs/index.html",
             "evaluation/metrics.json", "evaluation/gates.json", "evaluation/samples.png", "training/losses.csv",
-            "onnx/generator.onnx"} <= files
+            "onnx/generator.onnx", "report.html"} <= files
     grids = sorted(f for f in files if f.startswith("samples/") and f.endswith(".png"))
     assert grids == [f"samples/step_{s:06d}.png" for s in range(10, SMOKE_STEPS + 1, 10)]
     artifacts = local_path(run.info.artifact_uri)
@@ -280,6 +291,105 @@ def test_second_run_moves_aliases_by_the_champion_rule(smoke, project):
     assert set(registry["aliases"]) == ({"champion", "challenger"} if new_champion else {"challenger"})
     reason = client.get_model_version(NAME, "2").tags["promotion_reason"]
     assert ("becomes champion" if new_champion else "champion kept") in reason
+
+
+# -- what a person reads: the model card, the version description, the links, the comparison --------
+
+
+def card_page(path: Path):
+    from tests.test_card import Page
+
+    return Page(path.read_text(encoding="utf-8"))
+
+
+def embedded_images(page) -> list[bytes]:
+    import base64
+
+    srcs = [attrs["src"] for tag, attrs in page.tags if tag == "img"]
+    assert all(src.startswith("data:image/png;base64,") for src in srcs), [s[:40] for s in srcs]
+    return [base64.b64decode(src.split(",", 1)[1], validate=True) for src in srcs]
+
+
+def expected_gate_line(gate: dict) -> str:
+    """A gate as the summary writes it, rebuilt from the run's eval/gates.json."""
+    symbol = {"<=": "≤", ">=": "≥"}[gate["comparison"]]
+    return f"{gate['metric']} {gate['value']:.4g} {symbol} {gate['threshold']:g} {'pass' if gate['passed'] else 'FAIL'}"
+
+
+@pytest.mark.slow
+def test_registered_run_has_a_model_card_and_a_described_version(smoke, project):
+    client = project.client()
+    summary = smoke.first_summary
+    run_dir = Path(summary["run_dir"])
+    report = run_dir / "report.html"
+    assert summary["report"] == str(report) and report.is_file()
+    # The same bytes are the run's artifact, which MLflow's UI shows.
+    artifacts = local_path(client.get_run(summary["mlflow_run_id"]).info.artifact_uri)
+    assert (artifacts / "report.html").read_bytes() == report.read_bytes()
+
+    page = card_page(report)
+    pictures = embedded_images(page)
+    expected = [run_dir / "eval" / "samples.png", run_dir / "eval" / "interpolation.png",
+                *sorted((run_dir / "train" / "samples").glob("step_*.png")), run_dir / "train" / "loss_curves.png",
+                run_dir / "train" / "monitor_curves.png"]
+    assert sorted(pictures) == sorted(p.read_bytes() for p in expected)  # each one of the run's own pictures
+    assert not [a for _, a in page.tags for k in ("href", "src") if k in a and not a[k].startswith(("data:", "#"))]
+
+    # Smoke runs have no gates; the lineage names the run's own commit and data version.
+    rows = {r[0]: r for r in page.rows if len(r) == 2}
+    assert rows["git commit"][1] == client.get_run(summary["mlflow_run_id"]).data.tags["mlflow.source.git.commit"]
+    assert rows["data version (sha256 of the prepared tensors)"][1] == summary["data"]["data_hash"]
+    assert page.summary[0] == "Verdict: registered as dcgan-digits version 1 (aliases: champion, challenger)"
+    assert page.summary[1] == "Gates: none in force (preset smoke)"
+
+    # The version's description is the card's summary.
+    description = client.get_model_version(NAME, "1").description
+    lines = [line[2:].replace("**", "") for line in description.splitlines() if line.startswith("- ")]
+    assert lines == page.summary and "report.html" in description
+
+    # The links printed at the end open the pages of this run, its experiment and the registered model.
+    experiment = summary["experiment_id"]
+    out = smoke.first.stdout
+    view = "?workflowType=machine_learning"  # MLflow's "Model training" view, where the model registry is
+    assert f"training runs: http://127.0.0.1:5000/#/experiments/{experiment}/runs{view}" in out
+    assert f"run: http://127.0.0.1:5000/#/experiments/{experiment}/runs/{summary['mlflow_run_id']}{view}" in out
+    assert f"registered model: http://127.0.0.1:5000/#/models/dcgan-digits{view}" in out
+    assert f"model version: http://127.0.0.1:5000/#/models/dcgan-digits/versions/1{view}" in out
+    assert f"model card: {report}" in out
+    # The run's own description is the same summary.
+    assert client.get_run(summary["mlflow_run_id"]).data.tags["mlflow.note.content"] == description
+
+
+@pytest.mark.slow
+def test_compare_lists_the_versions_champion_first_with_metrics_and_lineage(smoke, project):
+    client = project.client()
+    result = project.ganpipe("compare", NAME, "--html", "compare.html")
+    assert result.returncode == 0, explain(result)
+    champion = aliases(client)["champion"]
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in result.stdout.splitlines()
+            if line.startswith("│") and line.split("│")[1].strip().isdigit()]
+    assert [r[0] for r in rows] == [champion] + sorted({"1", "2"} - {champion}, reverse=True)
+    header = next(line for line in result.stdout.splitlines() if "version" in line and "aliases" in line)
+    columns = [c.strip() for c in header.split("┃")[1:-1]]  # rich draws the header with heavy lines
+    assert columns[:3] == ["version", "aliases", "domain_fd (primary)"]
+    assert columns[-3:] == ["data version", "commit", "registered"]
+    for row in rows:
+        version = client.get_model_version(NAME, row[0])
+        run = client.get_run(version.run_id)
+        assert row[1] == ", ".join(sorted(a for a, v in aliases(client).items() if v == row[0]))
+        assert row[2] == f"{float(version.tags['metric.domain_fd']):.4g}"
+        assert row[-3] == run.data.params["data.hash"][:12] and row[-2] == run.data.tags["mlflow.source.git.commit"][:12]
+    assert f"registered model: http://127.0.0.1:5000/#/models/{NAME}?workflowType=machine_learning" in result.stdout
+
+    page = card_page(project.root / "compare.html")
+    grids = embedded_images(page)
+    expected = [Path(s["run_dir"]) / "eval" / "samples.png" for s in (smoke.first_summary, smoke.second_summary)]
+    assert sorted(grids) == sorted(p.read_bytes() for p in expected)
+
+    every = project.ganpipe("compare")  # no name: every registered model
+    assert every.returncode == 0 and NAME in every.stdout
+    missing = project.ganpipe("compare", "no-such-model")
+    assert missing.returncode == 2 and "no registered model 'no-such-model'" in missing.stderr and NAME in missing.stderr
 
 
 # -- using the registered model ------------------------------------------------------------------
@@ -353,6 +463,16 @@ def test_gate_rejection_registers_nothing(smoke, project):
     assert "FAIL" in result.stdout and "nothing registered" in result.stdout
     assert not [m for m in client.search_logged_models([run.info.experiment_id]) if m.source_run_id == run.info.run_id]
     assert not (Path(summary["run_dir"]) / "export").exists()  # export runs only after the gates pass
+    # The card of a rejected run says why, with the numbers of its own eval/gates.json.
+    run_dir = Path(summary["run_dir"])
+    gates = json.loads((run_dir / "eval" / "gates.json").read_text())["gates"]
+    page = card_page(run_dir / "report.html")
+    assert page.summary[0] == f"Verdict: rejected by gate(s) {', '.join(sorted(expected))}; nothing registered"
+    assert page.summary[1] == (f"Gates: {sum(g['passed'] for g in gates)} of {len(gates)} passed: "
+                               + "; ".join(expected_gate_line(g) for g in gates))
+    table = [r for r in page.rows if len(r) == 5 and r[0] in {g["name"] for g in gates}]
+    assert [(r[0], r[3]) for r in table] == [(g["name"], "pass" if g["passed"] else "FAIL") for g in gates]
+    assert "report.html" in artifact_files(client, run.info.run_id)
 
 
 @pytest.mark.slow
@@ -398,6 +518,9 @@ def test_validation_failure_stops_before_training(smoke, project):
     run = client.get_run(summary["mlflow_run_id"])
     assert run.info.status == "FAILED" and run.data.tags["ganpipe.error_type"] == "DataValidationError"
     assert "validation/data_docs/index.html" in artifact_files(client, run.info.run_id)
+    page = card_page(run_dir / "report.html")  # a failed run's card: what it got to and why it stopped
+    assert page.summary[0].startswith("Verdict: failed: DataValidationError") and "no_nan" in [r[0] for r in page.rows]
+    assert "report.html" in artifact_files(client, run.info.run_id)
     assert not client.get_metric_history(run.info.run_id, "d_loss")
 
 

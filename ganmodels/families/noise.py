@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ganmodels.data.base import PreparedDataset
     from ganmodels.train.config import TrainConfig
 
-__all__ = ["NoiseGAN", "NoiseCall", "balanced_labels", "noise_signature", "sample_generator"]
+__all__ = ["NoiseGAN", "NoiseCall", "balanced_labels", "generate", "noise_signature", "sample_generator", "slerp"]
 
 
 class NoiseGAN(GANFamily):
@@ -131,6 +131,30 @@ class NoiseGAN(GANFamily):
             n = 8 * self.G.c_dim
         return self.evaluation_samples(n, seed=seed, G=G)
 
+    def interpolate(self, rows: int = 8, steps: int = 10, *, seed: int = 0, batch_size: int = 256,
+                    device: torch.device | str | None = None,
+                    G: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A walk through latent space per row: G at ``steps`` evenly spaced points of the great circle
+        from one latent to another -> samples (rows, steps, ...) float32 on the CPU and, for a
+        conditional model, the class held along each row (rows,), the classes in turn.
+
+        The endpoints z0, z1 (rows, z_dim) are drawn N(0, I) from a CPU generator seeded with ``seed``,
+        z0 first; ``slerp`` joins them. A smooth walk shows a generator that learnt a continuous
+        latent space; abrupt jumps or one image along a whole row show memorised or collapsed modes
+        (Radford et al. 2016, "Unsupervised Representation Learning with DCGANs", §6.1).
+        """
+        if rows < 1 or steps < 2:
+            raise ValueError(f"interpolate needs rows >= 1 and steps >= 2, got rows={rows}, steps={steps}")
+        G = G if G is not None else self.generator
+        gen = torch.Generator().manual_seed(seed)
+        z0 = torch.randn(rows, G.z_dim, generator=gen)
+        z1 = torch.randn(rows, G.z_dim, generator=gen)
+        z = slerp(z0, z1, torch.linspace(0, 1, steps)).reshape(rows * steps, G.z_dim)
+        labels = balanced_labels(rows, G.c_dim) if self.conditional else None
+        c = labels.repeat_interleave(steps) if labels is not None else None  # (rows * steps,)
+        out = generate(G, z, c, batch_size=batch_size, device=device)
+        return out.reshape(rows, steps, *out.shape[1:]), labels
+
     def signature(self) -> Signature:
         return noise_signature(self.generator)
 
@@ -201,6 +225,42 @@ def _device(module: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical linear interpolation (Shoemake 1985) of latents (N, D) and (N, D) at fractions t (T,) -> (N, T, D).
+
+    Why not a straight line: Gaussian latents in D dimensions lie near the sphere of radius sqrt(D), and
+    the midpoint of two of them has norm about sqrt(D / 2), where the generator was never trained
+    (White 2016, "Sampling Generative Networks", §2.3). Nearly parallel endpoints fall back to the line.
+    """
+    cos = (torch.nn.functional.normalize(z0, dim=1) * torch.nn.functional.normalize(z1, dim=1)).sum(1)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))[:, None]  # (N, 1): the angle between the endpoints
+    sin_omega = torch.sin(omega)
+    t = t.to(z0.dtype)[None, :]  # (1, T)
+    parallel = sin_omega < 1e-6
+    safe = torch.where(parallel, torch.ones_like(sin_omega), sin_omega)
+    w0 = torch.where(parallel, 1 - t, torch.sin((1 - t) * omega) / safe)  # (N, T)
+    w1 = torch.where(parallel, t, torch.sin(t * omega) / safe)
+    return w0[..., None] * z0[:, None, :] + w1[..., None] * z1[:, None, :]
+
+
+@torch.no_grad()
+def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, *, batch_size: int = 256,
+             device: str | torch.device | None = None, call_kwargs: dict | None = None) -> torch.Tensor:
+    """``G(z, c)`` in eval mode, in batches -> samples (N, ...) float32 on the CPU; G's mode is restored.
+    ``call_kwargs`` go to every call (StyleGAN2's ``truncation``)."""
+    device = torch.device(device) if device is not None else _device(G)
+    was_training = G.training
+    G.eval()
+    try:
+        out = []
+        for i in range(0, len(z), batch_size):
+            c = labels[i : i + batch_size].to(device) if labels is not None else None
+            out.append(G(z[i : i + batch_size].to(device), c, **(call_kwargs or {})).float().cpu())
+    finally:
+        G.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0)
+
+
 @torch.no_grad()
 def sample_generator(
     G: nn.Module, n: int, *, seed: int = 0, batch_size: int = 256, device: str | torch.device | None = None,
@@ -213,7 +273,6 @@ def sample_generator(
     from the same generator after z. G's train/eval mode is restored afterwards. ``call_kwargs`` go to
     every ``G`` call (StyleGAN2's ``truncation``).
     """
-    device = torch.device(device) if device is not None else _device(G)
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(n, G.z_dim, generator=gen)  # (n, z_dim)
     c_dim = int(getattr(G, "c_dim", 0) or 0)
@@ -221,13 +280,4 @@ def sample_generator(
         labels = torch.randint(0, c_dim, (n,), generator=gen)
     elif c_dim == 0:
         labels = None
-    was_training = G.training
-    G.eval()
-    try:
-        out = []
-        for i in range(0, n, batch_size):
-            c = labels[i : i + batch_size].to(device) if labels is not None else None
-            out.append(G(z[i : i + batch_size].to(device), c, **(call_kwargs or {})).float().cpu())
-    finally:
-        G.train(was_training)
-    return (torch.cat(out) if out else torch.zeros(0)), labels
+    return generate(G, z, labels, batch_size=batch_size, device=device, call_kwargs=call_kwargs), labels
