@@ -36,6 +36,7 @@ from torch import nn
 
 from ganmodels.families.base import GANFamily, Signature
 from ganmodels.families.noise import NoiseCall, noise_signature
+from ganmodels.inference import module_device
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = 18, b
         raise ValueError(f"batch_example must be >= 2 for a dynamic batch dimension, got {batch_example}")
     path = Path(path)
     call, signature, family = _callable_and_signature(model, target)
-    example = tuple(x.to(_device(call)) for x in signature.example(batch_example, torch.Generator().manual_seed(0)))
+    example = tuple(x.to(module_device(call)) for x in signature.example(batch_example, torch.Generator().manual_seed(0)))
     with _eval_mode(call), torch.no_grad():
         out = call(*example)
     output = signature.outputs[0]
@@ -149,7 +150,7 @@ def check_onnx(
     with _eval_mode(call), torch.no_grad():
         for batch in batch_sizes:
             inputs = signature.example(batch, generator)
-            expected = call(*(x.to(_device(call)) for x in inputs)).cpu().numpy()
+            expected = call(*(x.to(module_device(call)) for x in inputs)).cpu().numpy()
             (got,) = session.run(None, _feed(signature, inputs))
             if got.shape != expected.shape:
                 raise OnnxMismatchError(
@@ -236,11 +237,6 @@ def _describe(signature: Signature | None) -> str:
     inputs = ", ".join(f"{i.name} {i.dtype}{list(i.shape)}" for i in signature.inputs)
     outputs = ", ".join(f"{o.name} {o.dtype}{list(o.shape)}" for o in signature.outputs)
     return f"({inputs}) -> ({outputs})"
-
-
-def _device(module: nn.Module) -> torch.device:
-    first = next(module.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
 
 
 def _feed(signature: Signature, inputs: tuple) -> dict[str, np.ndarray]:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ganmodels.families.base import EvalSamples, GANFamily, IncompatibleData, Phase, Signature, StepContext, TensorSpec
+from ganmodels.inference import eval_mode, module_device
 
 if TYPE_CHECKING:
     from ganmodels.data.base import PreparedDataset
@@ -179,7 +180,7 @@ def noise_signature(G: nn.Module) -> Signature:
     out_shape = getattr(G, "out_shape", None)
     if out_shape is None:  # a bare module: run it once to learn its output shape
         with torch.no_grad():
-            example = tuple(s.draw(2, torch.Generator().manual_seed(0)).to(_device(G)) for s in inputs)
+            example = tuple(s.draw(2, torch.Generator().manual_seed(0)).to(module_device(G)) for s in inputs)
             out_shape = tuple(NoiseCall(G, c_dim > 0).eval_call(*example).shape[1:])
     name = "points" if len(out_shape) == 1 else "image"
     return Signature(tuple(inputs), (TensorSpec(name, "float32", tuple(int(d) for d in out_shape)),))
@@ -198,13 +199,8 @@ class NoiseCall(nn.Module):
         return self.G(z, c if self.conditional else None)
 
     def eval_call(self, *inputs: torch.Tensor) -> torch.Tensor:
-        was_training = [(m, m.training) for m in self.G.modules()]
-        self.G.eval()
-        try:
+        with eval_mode(self.G):
             return self(*inputs)
-        finally:
-            for module, mode in was_training:
-                module.training = mode
 
 
 def balanced_labels(n: int, c_dim: int, classes: Sequence[int] | torch.Tensor | None = None) -> torch.Tensor:
@@ -218,11 +214,6 @@ def balanced_labels(n: int, c_dim: int, classes: Sequence[int] | torch.Tensor | 
     if classes is not None and len(chosen) == n:
         return chosen.clone()
     return chosen[torch.arange(n) % len(chosen)]
-
-
-def _device(module: nn.Module) -> torch.device:
-    p = next(module.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -248,16 +239,12 @@ def generate(G: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, 
              device: str | torch.device | None = None, call_kwargs: dict | None = None) -> torch.Tensor:
     """``G(z, c)`` in eval mode, in batches -> samples (N, ...) float32 on the CPU; G's mode is restored.
     ``call_kwargs`` go to every call (StyleGAN2's ``truncation``)."""
-    device = torch.device(device) if device is not None else _device(G)
-    was_training = G.training
-    G.eval()
-    try:
+    device = torch.device(device) if device is not None else module_device(G)
+    with eval_mode(G):
         out = []
         for i in range(0, len(z), batch_size):
             c = labels[i : i + batch_size].to(device) if labels is not None else None
             out.append(G(z[i : i + batch_size].to(device), c, **(call_kwargs or {})).float().cpu())
-    finally:
-        G.train(was_training)
     return torch.cat(out) if out else torch.zeros(0)
 
 

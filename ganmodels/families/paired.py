@@ -27,6 +27,7 @@ from torch import nn
 
 from ganmodels.data.kinds import DataKind
 from ganmodels.families.base import EvalSamples, GANFamily, IncompatibleData, Signature, StepContext, TensorSpec
+from ganmodels.inference import apply_in_batches, eval_mode, module_device
 
 if TYPE_CHECKING:
     from ganmodels.data.base import PreparedDataset
@@ -109,15 +110,10 @@ class PairedGAN(GANFamily):
                   G: nn.Module | None = None) -> torch.Tensor:
         """``G`` in eval mode on inputs (N, C, h, w) in [-1, 1] -> outputs (N, C, H, W) float32 on the CPU."""
         G = G if G is not None else self.generator
-        first = next(G.parameters(), None)
-        device = torch.device(device) if device is not None else (first.device if first is not None else "cpu")
-        was_training = G.training
-        G.eval()
-        try:
-            out = [G(inputs[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(inputs), batch_size)]
-        finally:
-            G.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0, *self.G.out_shape)
+        device = torch.device(device) if device is not None else module_device(G)
+        with eval_mode(G):
+            return apply_in_batches(G, inputs, batch_size=batch_size, device=device,
+                                    out_shape=lambda: tuple(self.G.out_shape))
 
     def evaluation_samples(self, n, *, seed, batch_size=256, device=None, G=None, data=None) -> EvalSamples:
         """The held-out pairs translated (the first ``n`` of them; ``seed`` is unused: G is deterministic)."""

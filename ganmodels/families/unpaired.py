@@ -29,6 +29,7 @@ from torch import nn
 from ganmodels.data.kinds import DataKind
 from ganmodels.families.base import (EvalSamples, GANFamily, IncompatibleData, OptimiserGroup, Phase, Signature,
                                      StepContext, TensorSpec)
+from ganmodels.inference import apply_in_batches, eval_mode, module_device
 
 if TYPE_CHECKING:
     from ganmodels.data.base import PreparedDataset
@@ -162,15 +163,10 @@ class UnpairedGAN(GANFamily):
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
         G = G if G is not None else getattr(self, DIRECTIONS[direction][0])
-        first = next(G.parameters(), None)
-        device = torch.device(device) if device is not None else (first.device if first is not None else "cpu")
-        was_training = G.training
-        G.eval()
-        try:
-            out = [G(inputs[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(inputs), batch_size)]
-        finally:
-            G.train(was_training)
-        return torch.cat(out) if out else torch.zeros(0, *self.G_AB.out_shape)
+        device = torch.device(device) if device is not None else module_device(G)
+        with eval_mode(G):
+            return apply_in_batches(G, inputs, batch_size=batch_size, device=device,
+                                    out_shape=lambda: tuple(self.G_AB.out_shape))
 
     def evaluation_samples(self, n, *, seed, batch_size=256, device=None, G=None, data=None) -> EvalSamples:
         """Both directions and both cycles on the first ``n`` held-out images of each domain."""

@@ -48,6 +48,7 @@ from ganmodels.data.base import PreparedDataset
 from ganmodels.data.kinds import DataKind
 from ganmodels.families.base import EvalSamples, GANFamily
 from ganmodels.families.noise import balanced_labels, sample_generator
+from ganmodels.inference import eval_mode, module_device
 from ganmodels.metrics.fid import extract_features, feature_stats, inception_features
 from ganmodels.metrics.frechet import frechet_distance
 from ganmodels.metrics.image_quality import bicubic_upsample, l1_error, psnr, ssim
@@ -58,11 +59,6 @@ from ganmodels.metrics.modes import class_coverage, mode_metrics_2d
 from ganmodels.metrics.prdc import density_coverage, precision_recall
 
 __all__ = ["evaluate_generator", "evaluate_model", "intra_class_fd", "sample_generator", "score_samples"]
-
-
-def _module_device(module: nn.Module) -> torch.device:
-    p = next(module.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
 
 
 def _equal_subsets(a: np.ndarray, b: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -82,7 +78,7 @@ def _prdc(real: np.ndarray, fake: np.ndarray, seed: int) -> dict[str, float]:
 @torch.no_grad()
 def _classifier_outputs(classifier: nn.Module, x: torch.Tensor, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """(N, C, H, W) -> (features (N, D) float64, predicted class (N,) int64)."""
-    device = _module_device(classifier)
+    device = module_device(classifier)
     feats = extract_features(classifier.features, x, batch_size=batch_size, device=device)
     logits = classifier.head(torch.from_numpy(feats).float().to(device))
     return feats, logits.argmax(1).cpu().numpy()
@@ -91,14 +87,10 @@ def _classifier_outputs(classifier: nn.Module, x: torch.Tensor, batch_size: int)
 def _domain_metrics(classifier, splits: dict[str, torch.Tensor], reference: str, fake, real_labels, fake_labels,
                     num_classes, batch_size, seed) -> dict[str, float]:
     """splits: {"train": x_train, "test": x_test}; reference: the split the quality metrics compare with."""
-    was_training = classifier.training
-    classifier.eval()
-    try:
+    with eval_mode(classifier):
         # Each split's features once: the reference split serves the quality metrics, both serve memorisation.
         split_f = {name: _classifier_outputs(classifier, x, batch_size)[0] for name, x in splits.items()}
         fake_f, fake_pred = _classifier_outputs(classifier, fake, batch_size)
-    finally:
-        classifier.train(was_training)
     real_f = split_f[reference]
     out = {"domain_fd": frechet_distance(*feature_stats(real_f), *feature_stats(fake_f))}
     out.update(_memorisation(split_f["train"], split_f["test"], fake_f, seed))
@@ -247,7 +239,7 @@ def score_samples(
             out["cas"] = classification_accuracy_score(fake, fake_labels, data, epochs=cas_epochs, seed=seed)
         if classifier_accuracy is not None:
             out["classifier_accuracy"] = float(classifier_accuracy)
-    fid_device = device if device is not None else (_module_device(model) if model is not None else "cpu")
+    fid_device = device if device is not None else (module_device(model) if model is not None else "cpu")
     fid = _fid_or_none(real, fake, inception_weights, fid_device, batch_size)
     if fid is not None:
         out["fid"] = fid
@@ -281,13 +273,9 @@ def _paired_metrics(samples: EvalSamples, data: PreparedDataset, classifier: nn.
            "psnr_bicubic": float(psnr(baseline, targets).mean()), "ssim_bicubic": float(ssim(baseline, targets).mean())}
     out["psnr_gain_over_bicubic"] = out["psnr"] - out["psnr_bicubic"]
     if classifier is not None and samples.labels is not None:
-        was_training = classifier.training
-        classifier.eval()
-        try:
+        with eval_mode(classifier):
             real_f, _ = _classifier_outputs(classifier, targets, batch_size)
             fake_f, fake_pred = _classifier_outputs(classifier, outputs, batch_size)
-        finally:
-            classifier.train(was_training)
         out["domain_fd"] = frechet_distance(*feature_stats(real_f), *feature_stats(fake_f))
         out["class_preservation"] = float((fake_pred == samples.labels.numpy()).mean())
         if classifier_accuracy is not None:
@@ -306,13 +294,9 @@ def _unpaired_metrics(samples: EvalSamples, classifier: nn.Module | None, classi
                    psnr_b2a=float(psnr(x["b2a"], x["truth_b2a"]).mean()), ssim_b2a=float(ssim(x["b2a"], x["truth_b2a"]).mean()),
                    psnr_identity_a2b=float(psnr(x["inputs_a"], x["truth_a2b"]).mean()))
     if classifier is not None and samples.labels is not None and "labels_b" in x:
-        was_training = classifier.training
-        classifier.eval()
-        try:
+        with eval_mode(classifier):
             features = {key: _classifier_outputs(classifier, x[key], batch_size)
                         for key in ("inputs_a", "inputs_b", "a2b", "b2a")}
-        finally:
-            classifier.train(was_training)
         for direction, translated, real_other, labels in (("a2b", "a2b", "inputs_b", samples.labels),
                                                           ("b2a", "b2a", "inputs_a", x["labels_b"])):
             fake_f, fake_pred = features[translated]

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ganmodels.families.noise import sample_generator
+from ganmodels.inference import eval_mode
 from ganmodels.metrics.fid import extract_features
 from ganmodels.metrics.modes import class_coverage, mode_metrics_2d
 from ganmodels.metrics.prdc import precision_recall
@@ -225,13 +226,9 @@ class ModeMonitor(Callback):
         """(N, C, H, W) -> (classifier features (N, D) float64, predicted class (N,))."""
         clf = self.classifier
         device = next(clf.parameters()).device
-        was_training = clf.training
-        clf.eval()
-        try:
+        with eval_mode(clf):
             feats = extract_features(clf.features, x, device=device)
             pred = clf.head(torch.from_numpy(feats).float().to(device)).argmax(1).cpu().numpy()
-        finally:
-            clf.train(was_training)
         return feats, pred
 
     def _class_reference(self) -> np.ndarray:
