@@ -172,6 +172,7 @@ class RunConfig:
     monitor: MonitorConfig = field(default_factory=MonitorConfig)  # every: 0 switches it off
     export: ExportConfig = field(default_factory=ExportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    threads: int = 0  # torch intra-op threads for training and evaluation; 0 = auto (torch's default)
 
     @property
     def primary_metric(self) -> str:
@@ -254,7 +255,7 @@ def deep_merge(base: dict, top: dict) -> dict:
 
 SECTIONS = ("run", "data", "model", "train", "eval", "gates", "validation", "monitor", "export", "tracking")
 OVERLAYS = ("kinds", "models", "datasets", "presets")  # sections of sections, applied in this order
-RUN_KEYS = ("model", "dataset", "preset", "recipe", "seed")
+RUN_KEYS = ("model", "dataset", "preset", "recipe", "seed", "threads")
 
 
 def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, model: str | None = None,
@@ -330,6 +331,7 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
     except KeyError as e:
         raise ConfigError(f"run.recipe: {e.args[0]}") from None
     seed = _typed(int, run.get("seed", 0), "run.seed")
+    threads = _threads(run.get("threads", "auto"))
 
     data_cfg = _build("data", lambda d: resolve_data_config(dataset_spec, **d), _section(merged, "data"))
     model_overrides = _typed_fields(spec.config_cls, {**recipe.get("model", {}), **_section(merged, "model")}, "model")
@@ -353,8 +355,17 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
                           _typed_fields(ValidationConfig, _section(merged, "validation"), "validation")),
         monitor=_build_typed("monitor", MonitorConfig, merged),
         export=_build_typed("export", ExportConfig, merged),
-        tracking=_build_typed("tracking", TrackingConfig, merged),
+        tracking=_build_typed("tracking", TrackingConfig, merged), threads=threads,
     )
+
+
+def _threads(value: Any) -> int:
+    """``run.threads``: a positive count, or ``auto`` (0 internally: torch's default, one per core)."""
+    if value == "auto":
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"run.threads={value!r} must be a positive integer or 'auto'")
+    return value
 
 
 def load_tracking_config(params_path: str | os.PathLike | None = "params.yaml") -> TrackingConfig:
@@ -374,7 +385,7 @@ def run_config_from_dict(values: dict) -> RunConfig:
         gates={metric: GateSpec(**bounds) for metric, bounds in v["gates"].items()},
         validation=ValidationConfig.from_dict(v["validation"]),
         monitor=MonitorConfig(**v["monitor"]), export=ExportConfig(**v["export"]),
-        tracking=TrackingConfig(**v["tracking"]),
+        tracking=TrackingConfig(**v["tracking"]), threads=v.get("threads", 0),
     )
 
 

@@ -19,7 +19,7 @@ from prefect import flow, task
 from pipelines import stages
 from pipelines.config import RunConfig, load_run_config, run_config_from_dict
 from pipelines.errors import GateRejected
-from pipelines.settings import setup_environment
+from pipelines.settings import apply_threads, setup_environment
 
 __all__ = ["ENTRY_POINT", "GateRejected", "RunContext", "load_summary", "training_pipeline"]
 
@@ -170,6 +170,7 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
     params = None if params_path is None else (root / params_path if not Path(params_path).is_absolute()
                                                else Path(params_path))
     cfg = load_run_config(params, model=model, dataset=dataset, preset=preset, overrides=overrides or [])
+    apply_threads(cfg.threads)
     run_name = f"{cfg.model}-{Path(cfg.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir = root / "runs" / run_name
     run_dir.mkdir(parents=True, exist_ok=True)

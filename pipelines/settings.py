@@ -36,4 +36,19 @@ def setup_environment(project_dir: str | os.PathLike | None = None) -> Path:
     # which buries ganpipe's own progress and summary on the terminal and in CI logs.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # "Creating initial MLflow database tables..."
+    # Idle OpenMP workers sleep instead of spinning. With the default (spinning) policy, two intra-op
+    # threads on a 2-core machine with one core taken by another job trained many times slower than
+    # one thread (benchmarks/cpu_threads.py, docs/performance.md). libgomp reads this once, when torch
+    # (or scikit-learn) loads it: ``ganpipe`` calls this before importing either (a test checks it);
+    # the stage runner (dvc repro) and a deployment's flow import torch first, so they inherit the
+    # policy from their environment (prefect.yaml sets it for deployments).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return root
+
+
+def apply_threads(threads: int) -> None:
+    """``run.threads``: torch's intra-op thread count for this process (0 = auto: torch's default)."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -278,12 +278,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", default="artifacts")
     args = parser.parse_args(argv)
     from pipelines.errors import run_guarded
-    from pipelines.settings import setup_environment
+    from pipelines.settings import apply_threads, setup_environment
 
     setup_environment()
 
     def run() -> dict:
         cfg = load_run_config(args.params)
+        apply_threads(cfg.threads)
         art = Path(args.artifacts)
         if args.stage == "prepare":
             validate_stage(cfg, art / "validation")

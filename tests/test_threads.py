@@ -1,0 +1,57 @@
+"""run.threads and OpenMP's wait policy: a shared CPU must not slow a run out of proportion (issue 12)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pipelines.config import load_run_config, run_config_from_dict
+from pipelines.errors import ConfigError
+from pipelines.settings import apply_threads, setup_environment
+
+
+def test_threads_default_auto_and_explicit(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("run: {threads: 2}\n")
+    assert load_run_config(None, overrides=["train.steps=5"]).threads == 0  # auto
+    cfg = load_run_config(params)
+    assert cfg.threads == 2
+    assert run_config_from_dict(cfg.to_dict()).threads == 2  # survives the stages' round trip
+    assert load_run_config(params, overrides=["run.threads=auto"]).threads == 0
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "true"])
+def test_bad_threads_name_the_field(value):
+    with pytest.raises(ConfigError, match=r"run\.threads"):
+        load_run_config(None, overrides=[f"run.threads={value}"])
+
+
+def test_apply_threads_sets_torch_and_auto_leaves_it():
+    before = torch.get_num_threads()
+    try:
+        apply_threads(0)
+        assert torch.get_num_threads() == before
+        apply_threads(1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_passive_wait_policy_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    setup_environment()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    setup_environment()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_cli_sets_the_policy_before_torch_loads():
+    """libgomp reads OMP_WAIT_POLICY once, when torch loads it: the CLI must not import torch before
+    setup_environment runs (in main, after parsing)."""
+    code = ("import sys, pipelines.cli as cli; cli.build_parser().parse_args(['run', '--model', 'dcgan']); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
