@@ -101,7 +101,10 @@ def mlflow_server(postgres, tmp_path_factory):
     home = tmp_path_factory.mktemp("mlflow-server")
     port, log = free_port(), home / "server.log"
     env = cli_env(home)
-    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", postgres, "--artifacts-destination",
+    # The driver named explicitly: SQLAlchemy >= 2.1 reads a bare postgresql:// as psycopg 3, and the
+    # test extras install psycopg2 (psycopg2-binary), the driver MLflow's own docs use.
+    store = postgres.replace("postgresql://", "postgresql+psycopg2://", 1)
+    cmd = [str(BIN / "mlflow"), "server", "--backend-store-uri", store, "--artifacts-destination",
            str(home / "artifacts"), "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
