@@ -75,23 +75,24 @@ def postgres():
                     "$GANPIPE_POSTGRES_BIN): `apt-get install postgresql` (scripts/install.sh does it as root)")
     # Not under pytest's tmp_path: that is private to root (0700), and the cluster's files belong to postgres.
     base = Path(tempfile.mkdtemp(prefix="ganpipe-pg-"))
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        os.chown(base, user.pw_uid, user.pw_gid)
     data, log, port = base / "data", base / "server.log", free_port()
-    subprocess.run(as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust",
-                                   "-E", "UTF8", "--no-sync"]), check=True, capture_output=True, timeout=120)
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={base} -c fsync=off"
-    started = subprocess.run(as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", options,
-                                             "-w", "-t", "120", "start"]), capture_output=True, text=True, timeout=180)
+    pg_ctl = [str(bindir / "pg_ctl"), "-D", str(data)]
     try:
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("postgres")
+            os.chown(base, user.pw_uid, user.pw_gid)
+        subprocess.run(as_server_user([str(bindir / "initdb"), "-D", str(data), "-U", "mlflow", "--auth=trust",
+                                       "-E", "UTF8", "--no-sync"]), check=True, capture_output=True, timeout=120)
+        options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={base} -c fsync=off"
+        started = subprocess.run(as_server_user([*pg_ctl, "-l", str(log), "-o", options, "-w", "-t", "120", "start"]),
+                                 capture_output=True, text=True, timeout=180)
         assert started.returncode == 0, f"pg_ctl start: {started.stdout}{started.stderr}\n{log.read_text()[-3000:]}"
         subprocess.run(as_server_user([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mlflow",
                                        "mlflow"]), check=True, capture_output=True, timeout=60)
         yield f"postgresql://mlflow@127.0.0.1:{port}/mlflow"
     finally:
-        subprocess.run(as_server_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       capture_output=True, timeout=120)
+        if (data / "postmaster.pid").exists():
+            subprocess.run(as_server_user([*pg_ctl, "-m", "fast", "-w", "stop"]), capture_output=True, timeout=120)
         shutil.rmtree(base, ignore_errors=True)
 
 
