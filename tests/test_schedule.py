@@ -3,7 +3,8 @@
 Cron schedules never fire on the ephemeral API server that ``ganpipe run`` starts in-process (it
 lives only as long as the flow), so scheduling needs a long-running ``prefect server``, a work pool
 and a worker. This test builds exactly that: it starts ``prefect server start`` on a free loopback
-port with a temporary PREFECT_HOME, creates the ``ganpipe-process`` pool, runs
+port with a temporary PREFECT_HOME, creates the ``ganpipe-process`` pool (and the Docker and
+Kubernetes pools from deploy/prefect/, which no worker serves here), runs
 ``prefect deploy --all`` on a copy of the project, starts a worker and triggers the ``smoke``
 deployment with ``prefect deployment run``. It then checks the MLflow run the flow logged, and that
 the server's scheduler turned ``nightly-retrain``'s cron schedule into flow runs at 02:00 UTC.
