@@ -151,7 +151,7 @@ class ExportConfig:
 class TrackingConfig:
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<project>/mlflow.db
     experiment: str = "ganpipe"
-    artifact_root: str | None = None  # None: <project>/mlartifacts
+    artifact_root: str | None = None  # None: the tracking server chooses; <project>/mlartifacts for a local store
     sample_every: int = 0  # log a sample grid every N steps; 0: four times per run
 
 

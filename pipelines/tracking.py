@@ -1,4 +1,5 @@
-"""MLflow tracking for one pipeline run: explicit run id, SQLite store, explicit artifact location.
+"""MLflow tracking for one pipeline run: explicit run id; a local SQLite store with an explicit artifact
+location, or a tracking server that chooses (and may serve) the artifact location.
 
 Every call names its run id (no reliance on a thread's "active run"), so Prefect tasks may run in
 any thread.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -56,17 +58,35 @@ def project_store(params: str | os.PathLike | None, project_dir: Path) -> tuple[
     return MlflowClient(uri), uri
 
 
-def artifact_root(cfg: RunConfig, project_dir: Path) -> str:
-    root = cfg.tracking.artifact_root or str(project_dir / "mlartifacts")
-    return root if "://" in root else Path(root).resolve().as_uri()
+def is_server_uri(uri: str) -> bool:
+    """A tracking server (``http(s)://``, Databricks) rather than a store this process opens itself."""
+    return uri.startswith(("http://", "https://", "databricks"))
 
 
-def ensure_experiment(client: MlflowClient, name: str, artifact_location: str) -> str:
-    """The experiment id; created with an explicit artifact location (else MLflow fixes it to the cwd)
+def artifact_root(cfg: RunConfig, project_dir: Path) -> str | None:
+    """Where a new experiment keeps its artifacts: ``tracking.artifact_root``, else the server's own default
+    for a tracking server, else ``<project>/mlartifacts``.
+
+    Against a server, None lets the server choose (``mlflow-artifacts:/`` with ``--serve-artifacts``, or its
+    ``--default-artifact-root``): a path on this machine would be written here and be unreadable by every
+    other client of the server. A local path is made absolute, else MLflow fixes it to the cwd.
+    """
+    root = cfg.tracking.artifact_root
+    if root is None:
+        if is_server_uri(tracking_uri(cfg, project_dir)):
+            return None
+        root = str(project_dir / "mlartifacts")
+    # Any URI scheme (s3://, gs://, mlflow-artifacts:/, file:) is kept as written; a bare path is made absolute.
+    return root if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", root) else Path(root).resolve().as_uri()
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The experiment id; created with ``<artifact_location>/<name>`` (None: the tracking server's default)
     and marked as a model-training experiment, so MLflow's UI opens it on its training runs."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name, artifact_location=f"{artifact_location.rstrip('/')}/{name}",
+        location = f"{artifact_location.rstrip('/')}/{name}" if artifact_location else None
+        return client.create_experiment(name, artifact_location=location,
                                         tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
     if EXPERIMENT_KIND_TAG not in experiment.tags:  # created by an earlier ganpipe; a user's choice is kept
         client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)

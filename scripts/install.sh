@@ -27,34 +27,53 @@ pip_install "torch and torchvision" "torch==2.14.1" "torchvision==0.29.1"
 pip_install "ganpipe with the pipeline and test extras" -e ".[pipeline,test]"
 .venv/bin/python -c "import torch, ganmodels, pipelines.cli; print('ganpipe installed: torch', torch.__version__)"
 
-# The browser test (tests/test_browser.py) drives Debian's chromium through chromium-driver. Installed with
-# apt-get when missing, as root or with a password-less sudo. The pipeline itself needs no browser, so where
-# that is impossible this warns and the browser test will fail (it never skips); GANPIPE_REQUIRE_BROWSER=1
-# (set by .ci/run) makes it an install failure instead.
-browser_missing() {
-  ! command -v "${GANPIPE_CHROMIUM:-chromium}" >/dev/null 2>&1 || ! command -v "${GANPIPE_CHROMEDRIVER:-chromedriver}" >/dev/null 2>&1
-}
-no_browser() {
-  if [ "${GANPIPE_REQUIRE_BROWSER:-}" = 1 ]; then
-    echo "install.sh: step 'chromium and chromium-driver' failed: $1" >&2
-    exit 1
-  fi
-  echo "install.sh: WARNING: $1; tests/test_browser.py will fail until 'apt-get install chromium chromium-driver'" >&2
-}
-if browser_missing; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo -n"
+# apt_install LABEL REQUIRE_VAR WHAT_FAILS MISSING_FN PACKAGES...: Debian packages a test needs, installed with
+# apt-get when MISSING_FN says they are missing, as root or with a password-less sudo. The pipeline itself needs
+# none of them, so where that is impossible this warns (WHAT_FAILS says which tests will fail) and goes on; with
+# REQUIRE_VAR=1 in the environment (.ci/run sets it) it is an install failure instead.
+apt_install() {
+  local label="$1" require="$2" fails="$3" missing="$4"
+  shift 4
+  "$missing" || return 0
+  local sudo="" problem=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo -n"
   if ! command -v apt-get >/dev/null 2>&1; then
-    no_browser "chromium and chromium-driver are missing and there is no apt-get here"
-  elif [ -n "$SUDO" ] && ! sudo -n true 2>/dev/null; then
-    no_browser "chromium and chromium-driver are missing and apt-get needs root (sudo asks for a password)"
+    problem="$label are missing and there is no apt-get here"
+  elif [ -n "$sudo" ] && ! sudo -n true 2>/dev/null; then
+    problem="$label are missing and apt-get needs root (sudo asks for a password)"
   else
-    echo "install.sh: apt-get install chromium chromium-driver (for the browser test)"
-    if ! { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
-           && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }; then
-      no_browser "apt-get install chromium chromium-driver failed"
-    elif browser_missing; then
-      no_browser "apt-get installed chromium and chromium-driver but ${GANPIPE_CHROMIUM:-chromium} or ${GANPIPE_CHROMEDRIVER:-chromedriver} is not on PATH"
+    echo "install.sh: apt-get install $* (for $fails)"
+    if ! { $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+           && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"; }; then
+      problem="apt-get install $* failed"
+    elif "$missing"; then
+      problem="apt-get installed $* but $("$missing" --which) is still not found"
     fi
   fi
-fi
+  [ -z "$problem" ] && return 0
+  if [ "${!require:-}" = 1 ]; then
+    echo "install.sh: step '$label' failed: $problem" >&2
+    exit 1
+  fi
+  echo "install.sh: WARNING: $problem; $fails will fail until 'apt-get install $*'" >&2
+}
+
+# The browser test (tests/test_browser.py) drives Debian's chromium through chromium-driver.
+browser_missing() {
+  if [ "${1:-}" = --which ]; then echo "${GANPIPE_CHROMIUM:-chromium} or ${GANPIPE_CHROMEDRIVER:-chromedriver} on PATH"; return; fi
+  ! command -v "${GANPIPE_CHROMIUM:-chromium}" >/dev/null 2>&1 || ! command -v "${GANPIPE_CHROMEDRIVER:-chromedriver}" >/dev/null 2>&1
+}
+apt_install "chromium and chromium-driver" GANPIPE_REQUIRE_BROWSER "tests/test_browser.py" browser_missing \
+  chromium chromium-driver
+
+# The shared-tracking-server test (tests/test_tracking_server.py) starts a throwaway PostgreSQL cluster with
+# Debian's initdb and pg_ctl (/usr/lib/postgresql/<version>/bin, or $GANPIPE_POSTGRES_BIN).
+postgres_missing() {
+  if [ "${1:-}" = --which ]; then echo "initdb and pg_ctl in ${GANPIPE_POSTGRES_BIN:-/usr/lib/postgresql/*/bin}"; return; fi
+  local dir
+  for dir in ${GANPIPE_POSTGRES_BIN:-/usr/lib/postgresql/*/bin}; do
+    [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && return 1
+  done
+  return 0
+}
+apt_install "postgresql" GANPIPE_REQUIRE_POSTGRES "tests/test_tracking_server.py" postgres_missing postgresql

@@ -130,6 +130,14 @@ MUTATIONS = (
              '  if ! .venv/bin/python -m pip install -q "$@" 2>&1 | { grep -v "is ignored" || [ $? -eq 1 ]; }; then',
              '  if ! { .venv/bin/python -m pip install -q "$@" 2>&1 | grep -v "is ignored" || true; }; then',
              ("tests/test_install.py",)),
+    Mutation("installed PostgreSQL is never looked for, so a missing one is never installed", "scripts/install.sh",
+             '    [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && return 1',
+             '    return 1',
+             ("tests/test_install.py",)),
+    Mutation("runs against a tracking server write artifacts to a local path", "pipelines/tracking.py",
+             '    return uri.startswith(("http://", "https://", "databricks"))',
+             '    return False',
+             ("tests/test_tracking.py",)),
 )
 
 

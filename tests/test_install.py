@@ -35,25 +35,31 @@ exit 3
 
 
 # apt-get and sudo stand-ins: they log their arguments; apt-get fails when they contain $FAKE_APT_FAIL and
-# otherwise "installs" the browser by creating the two commands in the fake bin folder.
+# otherwise "installs" the browser (two commands in the fake bin folder) or PostgreSQL (initdb and pg_ctl in
+# $GANPIPE_POSTGRES_BIN), whichever it was asked for.
 FAKE_APT = r"""#!/usr/bin/env bash
 echo "apt-get $*" >> "$FAKE_LOG"
 if [ -n "${FAKE_APT_FAIL:-}" ] && [[ "$*" == *"$FAKE_APT_FAIL"* ]]; then
   echo "E: Unable to locate package" >&2
   exit 100
 fi
-if [[ "$*" == *install* ]]; then
+if [[ "$*" == *"install "*chromium* ]]; then
   for cmd in "$GANPIPE_CHROMIUM" "$GANPIPE_CHROMEDRIVER"; do printf '#!/bin/sh\n' > "$FAKE_BIN/$cmd"; chmod +x "$FAKE_BIN/$cmd"; done
+fi
+if [[ "$*" == *"install "*postgresql* ]]; then
+  mkdir -p "$GANPIPE_POSTGRES_BIN"
+  for cmd in initdb pg_ctl; do printf '#!/bin/sh\n' > "$GANPIPE_POSTGRES_BIN/$cmd"; chmod +x "$GANPIPE_POSTGRES_BIN/$cmd"; done
 fi
 exit 0
 """
 
 
-def run_script(tmp_path: Path, script: str, fail: str = "", *, browser: bool = True, apt_fail: str = "",
-               env_extra: dict | None = None) -> tuple[subprocess.CompletedProcess, list[str]]:
+def run_script(tmp_path: Path, script: str, fail: str = "", *, browser: bool = True, postgres: bool = True,
+               apt_fail: str = "", env_extra: dict | None = None) -> tuple[subprocess.CompletedProcess, list[str]]:
     """Run a copy of ``script`` (relative to the repo root) in a tmp repo; return the result and the
-    fake interpreter's and apt-get's call log. ``browser``: whether the browser commands exist already
-    (they are looked up under names only the fake bin folder can hold); apt-get is always the fake one."""
+    fake interpreter's and apt-get's call log. ``browser``/``postgres``: whether the browser commands /
+    PostgreSQL's initdb and pg_ctl exist already (looked up under names and in a folder only the test
+    holds); apt-get is always the fake one."""
     root = tmp_path / "repo"
     for name in ("scripts/install.sh", ".ci/run"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +77,12 @@ def run_script(tmp_path: Path, script: str, fail: str = "", *, browser: bool = T
         for name in names.values():
             (bin_dir / name).write_text("#!/bin/sh\n")
             (bin_dir / name).chmod(0o755)
+    names["GANPIPE_POSTGRES_BIN"] = str(tmp_path / "fake-postgresql" / "bin")
+    if postgres:
+        Path(names["GANPIPE_POSTGRES_BIN"]).mkdir(parents=True)
+        for name in ("initdb", "pg_ctl"):
+            (Path(names["GANPIPE_POSTGRES_BIN"]) / name).write_text("#!/bin/sh\n")
+            (Path(names["GANPIPE_POSTGRES_BIN"]) / name).chmod(0o755)
     log = tmp_path / "calls.log"
     env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "PYTHON": str(fake), "FAKE_LOG": str(log),
            "FAKE_PIP_FAIL": fail, "FAKE_APT_FAIL": apt_fail, "FAKE_BIN": str(bin_dir), **names, **(env_extra or {})}
@@ -126,4 +138,28 @@ def test_a_browser_apt_cannot_install_warns_users_and_fails_ci(tmp_path):
     result, calls = run_script(tmp_path / "ci", ".ci/run", browser=False, apt_fail="install")
     assert result.returncode != 0
     assert "step 'chromium and chromium-driver' failed" in result.stderr
+    assert "fake pytest ran" not in result.stdout and not any("-m pytest" in c for c in calls)
+
+
+def test_install_leaves_an_installed_postgresql_alone(tmp_path):
+    result, calls = run_script(tmp_path, "scripts/install.sh", postgres=True)
+    assert result.returncode == 0, result.stderr
+    assert not [c for c in calls if c.startswith("apt-get")]
+
+
+def test_install_gets_a_missing_postgresql_with_apt(tmp_path):
+    result, calls = run_script(tmp_path, "scripts/install.sh", postgres=False)
+    assert result.returncode == 0, result.stderr
+    apt = [c for c in calls if c.startswith("apt-get")]
+    assert apt == ["apt-get update -qq", "apt-get install -y -qq --no-install-recommends postgresql"]
+    assert (tmp_path / "fake-postgresql" / "bin" / "initdb").is_file()
+
+
+def test_a_postgresql_apt_cannot_install_warns_users_and_fails_ci(tmp_path):
+    result, _ = run_script(tmp_path / "user", "scripts/install.sh", postgres=False, apt_fail="postgresql")
+    assert result.returncode == 0  # the pipeline itself needs no PostgreSQL: a user's install goes on, loudly
+    assert "WARNING" in result.stderr and "tests/test_tracking_server.py will fail" in result.stderr
+    result, calls = run_script(tmp_path / "ci", ".ci/run", postgres=False, apt_fail="postgresql")
+    assert result.returncode != 0
+    assert "step 'postgresql' failed" in result.stderr
     assert "fake pytest ran" not in result.stdout and not any("-m pytest" in c for c in calls)

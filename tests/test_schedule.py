@@ -3,7 +3,8 @@
 Cron schedules never fire on the ephemeral API server that ``ganpipe run`` starts in-process (it
 lives only as long as the flow), so scheduling needs a long-running ``prefect server``, a work pool
 and a worker. This test builds exactly that: it starts ``prefect server start`` on a free loopback
-port with a temporary PREFECT_HOME, creates the ``ganpipe-process`` pool, runs
+port with a temporary PREFECT_HOME, creates the ``ganpipe-process`` pool (and the Docker and
+Kubernetes pools from deploy/prefect/, which no worker serves here), runs
 ``prefect deploy --all`` on a copy of the project, starts a worker and triggers the ``smoke``
 deployment with ``prefect deployment run``. It then checks the MLflow run the flow logged, and that
 the server's scheduler turned ``nightly-retrain``'s cron schedule into flow runs at 02:00 UTC.
@@ -30,10 +31,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = Path(sys.executable).with_name("prefect")
 POOL = "ganpipe-process"
+CONTAINER_POOLS = {"ganpipe-docker": "docker", "ganpipe-kubernetes": "kubernetes"}
 FLOW = "training_pipeline"
 SERVER_START_TIMEOUT = 180  # seconds; about 30 s on an idle 2-core box, more when it is shared
 RUN_TIMEOUT = 8 * 60  # the smoke run itself takes 1-4 minutes on 2 CPU cores
@@ -181,6 +184,12 @@ def test_deployments_on_a_real_server_with_a_worker(prefect_server, tmp_path):
     env = {**env, "PWD": str(project)}
 
     _prefect(env, project, "work-pool", "create", POOL, "--type", "process")
+    # The container pools as docs/scaling.md creates them: no Docker daemon or cluster is needed to create
+    # a pool and deploy to it, and the server checks each deployment's job variables against the pool's
+    # template when it deploys.
+    for pool, kind in CONTAINER_POOLS.items():
+        _prefect(env, project, "work-pool", "create", pool, "--type", kind, "--base-job-template",
+                 str(project / "deploy" / "prefect" / f"{kind}-base-job-template.json"))
     _prefect(env, project, "deploy", "--all", timeout=300)
     assert (project / "prefect.yaml").read_bytes() == (REPO / "prefect.yaml").read_bytes(), \
         "prefect deploy rewrote prefect.yaml"
@@ -194,6 +203,13 @@ def test_deployments_on_a_real_server_with_a_worker(prefect_server, tmp_path):
     assert [(s["schedule"].get("cron"), s["schedule"].get("timezone"), s["active"]) for s in nightly["schedules"]] \
         == [("0 2 * * *", "UTC", True)]
     assert smoke["schedules"] == []
+    # The container deployments landed on their pools with their job variables (GPU request included).
+    declared = {d["name"]: d for d in yaml.safe_load((project / "prefect.yaml").read_text())["deployments"]}
+    for name in ("gpu-docker", "gpu-kubernetes"):
+        deployed = _deployment(api_url, name)
+        assert deployed["work_pool_name"] == declared[name]["work_pool"]["name"]
+        assert deployed["job_variables"] == declared[name]["work_pool"]["job_variables"]
+        assert deployed["pull_steps"] == declared[name]["pull"] and deployed["schedules"] == []
 
     # The worker serves only the smoke deployment's queue: a nightly run that fell due while the
     # test runs (near 02:00 UTC) would otherwise start a 3000-step training here.
