@@ -153,6 +153,10 @@ class TrackingConfig:
     experiment: str = "ganpipe"
     artifact_root: str | None = None  # None: <project>/mlartifacts
     sample_every: int = 0  # log a sample grid every N steps; 0: four times per run
+    # Reaching the store before training: tries after the first, waiting retry_backoff * 2**i seconds
+    # between them (4 and 1.0: about 15 s in all before exit 8); MLflow's own HTTP retries are off then.
+    connect_retries: int = 4
+    retry_backoff: float = 1.0
 
 
 @dataclass(frozen=True)
