@@ -1,0 +1,168 @@
+"""``ganpipe run`` when its surroundings fail: two runs at once in one project, a tracking server that is
+down, a disk that fills up while checkpointing, a read-only run directory.
+
+Each runs the real CLI as a subprocess in a fresh project (ephemeral Prefect server, real MLflow store).
+Disk full and read-only file systems cannot be produced for real in a test (and chmod does not stop
+root, which CI may be), so a small launcher patches the one system call the failure would come from,
+then calls ``pipelines.cli.main`` as the ``ganpipe`` script does.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from test_pipeline_e2e import NAME, cli_env, explain, make_project
+
+# train.steps 10 with a checkpoint at step 5: the quickest run that trains, checkpoints, evaluates and registers.
+TINY = ("--preset", "smoke", "--no-progress", "--set", "train.steps=10", "--set", "train.checkpoint_every=5",
+        "--set", "monitor.every=5")
+
+
+def closed_port() -> int:
+    with socket.socket() as s:  # bound then closed: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def last_line(result: subprocess.CompletedProcess) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+def no_traceback(result: subprocess.CompletedProcess) -> bool:
+    return "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
+# -- two runs at once ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_runs_started_at_once_both_finish_with_one_champion(tmp_path):
+    project = make_project(tmp_path / "project", cli_env(tmp_path))
+    cmd = [str(Path(sys.executable).parent / "ganpipe"), "run", *TINY]
+    # Seeds 0 and 1: different metrics, so the champion rule has a winner to pick.
+    procs = [subprocess.Popen([*cmd, "--set", f"run.seed={seed}", "--summary-json", f"s{seed}.json"],
+                              cwd=project.root, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for seed in (0, 1)]
+    results = [(p, *p.communicate(timeout=900)) for p in procs]
+    for p, out, err in results:
+        assert p.returncode == 0, f"exit {p.returncode}\n{out[-3000:]}\n{err[-6000:]}"
+
+    db = project.root / "mlflow.db"
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    client = project.client()
+    summaries = [json.loads((project.root / f"s{seed}.json").read_text()) for seed in (0, 1)]
+    runs = client.search_runs([summaries[0]["experiment_id"]])
+    assert {r.info.run_id for r in runs} == {s["mlflow_run_id"] for s in summaries}
+    assert all(r.info.status == "FINISHED" for r in runs)
+
+    model = client.get_registered_model(NAME)
+    versions = {str(v.version): v for v in client.search_model_versions(f"name = '{NAME}'")}
+    assert sorted(versions) == ["1", "2"]
+    # The sequential rule, applied to whatever order the two registrations happened in: the lower
+    # domain FD is champion (a tie keeps the first).
+    fd = {v: float(mv.tags["metric.domain_fd"]) for v, mv in versions.items()}
+    expected = "2" if fd["2"] < fd["1"] else "1"
+    assert dict(model.aliases) == {"champion": expected, "challenger": "2"}
+    champions = [s for s in summaries if "champion" in s["registry"]["aliases"]]
+    # The first registered became champion (no champion yet); the second too only when it was better.
+    assert len(champions) == (2 if expected == "2" else 1)
+
+
+# -- the tracking server is down ------------------------------------------------------------------
+
+
+def test_tracking_server_down_exits_8_before_training_within_the_retry_budget(tmp_path):
+    project = make_project(tmp_path / "project", cli_env(tmp_path))
+    project.env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{closed_port()}"
+    started = time.monotonic()
+    result, summary = project.run(*TINY, "--set", "tracking.connect_retries=2", "--set", "tracking.retry_backoff=0.1")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 8, explain(result)
+    line = last_line(result)
+    assert line.startswith("ganpipe: tracking store unavailable:") and project.env["MLFLOW_TRACKING_URI"] in line
+    assert "after 3 tries" in line and "tracking.connect_retries" in line
+    assert no_traceback(result)
+    assert summary == {"status": "failed", "exit_code": 8}
+    # Nothing trained, nothing written to a fallback store.
+    assert not (project.root / "runs").exists()
+    assert not (project.root / "mlflow.db").exists() and not (project.root / "mlruns").exists()
+    assert not (project.root / "mlartifacts").exists()
+    # MLflow's own HTTP retries (7, backoff factor 2) alone would take minutes; the budget here is
+    # 3 single attempts and 0.3 s of backoff plus start-up. Generous bound, a hang is what it catches.
+    assert elapsed < 120, elapsed
+
+
+# -- storage refuses writes -----------------------------------------------------------------------
+
+# Patches one system call, then runs the CLI exactly as the ganpipe script does.
+LAUNCHER = r'''
+import errno, os, sys, pathlib, torch
+mode = os.environ["FAIL_MODE"]
+if mode == "enospc-checkpoint":
+    real_save, seen = torch.save, []
+    def save(obj, f, *args, **kwargs):  # the second checkpoint write fills the disk half-way
+        if "last.pt" in str(getattr(f, "name", f)):
+            seen.append(1)
+            if len(seen) >= 2:
+                f.write(b"half a checkpoint")
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+    torch.save = save
+elif mode == "readonly-runs":
+    real_mkdir = pathlib.Path.mkdir
+    def mkdir(self, *args, **kwargs):  # runs/ sits on a read-only file system
+        if "runs" in self.parts:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+    pathlib.Path.mkdir = mkdir
+from pipelines.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def run_failing(project, mode: str, *args: str) -> tuple[subprocess.CompletedProcess, dict | None]:
+    (project.root / "summary.json").unlink(missing_ok=True)
+    result = subprocess.run([sys.executable, "-c", LAUNCHER, "run", "--summary-json", "summary.json", *args],
+                            cwd=project.root, env={**project.env, "FAIL_MODE": mode}, capture_output=True, text=True,
+                            timeout=900)
+    path = project.root / "summary.json"
+    return result, (json.loads(path.read_text()) if path.is_file() else None)
+
+
+@pytest.mark.slow
+def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_exits_9(tmp_path):
+    import torch
+
+    project = make_project(tmp_path / "project", cli_env(tmp_path))
+    result, summary = run_failing(project, "enospc-checkpoint", *TINY)
+    assert result.returncode == 9, explain(result)
+    line = last_line(result)
+    assert line.startswith("ganpipe: storage error: cannot write ") and "last.pt" in line and "free disk space" in line
+    assert no_traceback(result)
+    checkpoints = Path(summary["run_dir"]) / "train" / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["last.pt"]  # no half-written temp file left
+    state = torch.load(checkpoints / "last.pt", weights_only=True)
+    assert state["step"] == 5  # the checkpoint before the failed write, intact
+    assert summary["status"] == "failed" and "StorageError" in summary["error"]
+    assert "Traceback" in Path(summary["error_log"]).read_text()  # the full story is in the run's log
+    assert project.client().search_registered_models() == []
+
+
+def test_read_only_run_directory_exits_9_before_training(tmp_path):
+    project = make_project(tmp_path / "project", cli_env(tmp_path))
+    result, summary = run_failing(project, "readonly-runs", *TINY)
+    assert result.returncode == 9, explain(result)
+    line = last_line(result)
+    assert line.startswith("ganpipe: storage error: cannot write ") and "/runs/" in line
+    assert "Read-only file system" in line and no_traceback(result)
+    assert not (project.root / "runs").exists()
+    assert project.client().search_registered_models() == []
