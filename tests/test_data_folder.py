@@ -109,12 +109,23 @@ def test_sixteen_bit_images(tmp_path):
     assert x.min() == -1.0 and x.max() == 1.0
 
 
-def test_mixed_bit_depths_are_refused(tmp_path):
+def test_mixed_bit_depths_are_each_scaled_by_their_own_range(tmp_path):
     rng = np.random.default_rng(4)
-    save(tmp_path / "a.png", Image.fromarray(noise(rng, (8, 8)), "L"))
-    save(tmp_path / "b.png", Image.fromarray(noise(rng, (8, 8), np.uint16, 65536)))
-    with pytest.raises(DataError, match="8-bit.*16-bit"):
-        read_source(DataConfig(name="folder", root=str(tmp_path)))
+    eight = noise(rng, (8, 8))
+    sixteen = noise(rng, (8, 8), np.uint16, 65536)
+    save(tmp_path / "a.png", Image.fromarray(eight, "L"))
+    save(tmp_path / "b.png", Image.fromarray(sixteen))
+    src = read_source(DataConfig(name="folder", root=str(tmp_path)))
+    assert src.value_range == (0.0, 1.0)
+    np.testing.assert_allclose(src.samples[0], eight / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(src.samples[1], sixteen / 65535.0, rtol=1e-6)
+    # Same picture at both depths: the same prepared image (a 16-bit copy is not read 256x brighter).
+    save(tmp_path / "c.png", Image.fromarray(eight.astype(np.uint16) * 257))  # 255 * 257 = 65535
+    a, c = read_source(DataConfig(name="folder", root=str(tmp_path))).samples[0::2]
+    np.testing.assert_allclose(a, c, atol=1e-6)
+    d = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=8, test_fraction=0.5))
+    x = torch.cat([d.x_train, d.x_test])
+    assert x.shape == (3, 1, 8, 8) and x.min() >= -1.0 and x.max() <= 1.0
 
 
 def test_unreadable_file_is_named(tmp_path):

@@ -72,6 +72,13 @@ def declared_range(values: np.ndarray, points: bool) -> tuple[float, float]:
     return (lo, hi)
 
 
+def _declared_range_of(values: np.ndarray, points: bool, path: Path) -> tuple[float, float]:
+    try:
+        return declared_range(values, points)
+    except DataError as e:
+        raise DataError(f"array {path}: {e}; replace the NaN/inf values") from e
+
+
 def read_labels(path: Path, n: int) -> tuple[np.ndarray | None, list[str] | None]:
     lpath = labels_path(path)
     if not lpath.is_file():
@@ -100,6 +107,8 @@ def read_npy(cfg: DataConfig) -> SourceData:
         raise DataError(f"npy data set: data.root {path} must be an existing .npy file")
     array = load_array(path)
     layout = sample_layout(array.shape, path)
+    if len(array) == 0 or array.size == 0:
+        raise DataError(f"array {path} holds no samples (shape {array.shape}); an empty data set cannot be trained on")
     labels_all, class_names = read_labels(path, len(array))
     keep = cap_indices(labels_all, None, len(array), cfg.max_samples, cfg.split_seed)
     if array.dtype.kind not in "biuf":
@@ -120,7 +129,7 @@ def read_npy(cfg: DataConfig) -> SourceData:
         samples=samples,
         labels=labels,
         ids=ids,
-        value_range=declared_range(values, points=layout == "points"),
+        value_range=_declared_range_of(values, layout == "points", path),
         class_names=class_names,
         origin=str(path),
     )
