@@ -71,7 +71,7 @@ def test_two_runs_started_at_once_both_finish_with_one_champion(tmp_path):
     # domain FD is champion (a tie keeps the first).
     fd = {v: float(mv.tags["metric.domain_fd"]) for v, mv in versions.items()}
     expected = "2" if fd["2"] < fd["1"] else "1"
-    assert dict(model.aliases) == {"champion": expected, "challenger": "2"}
+    assert {k: str(v) for k, v in model.aliases.items()} == {"champion": expected, "challenger": "2"}
     champions = [s for s in summaries if "champion" in s["registry"]["aliases"]]
     # The first registered became champion (no champion yet); the second too only when it was better.
     assert len(champions) == (2 if expected == "2" else 1)
