@@ -155,6 +155,9 @@ def run_guarded(fn: Callable[[], object]) -> int:
         if code == EXIT_INTERNAL:
             traceback.print_exception(error, file=sys.stderr)
             print(f"\nganpipe: internal error: {type(error).__name__}: {error}", file=sys.stderr)
-        elif code != EXIT_GATES:
-            print(f"ganpipe: {LABELS.get(code, 'error')}: {cause}", file=sys.stderr)
+        elif code == EXIT_VALIDATION:  # the report: one paragraph naming each failed check and sample ids
+            print(f"ganpipe: {LABELS[code]}: {cause}", file=sys.stderr)
+        elif code != EXIT_GATES:  # one line: a wrapped third-party message must not spill over several
+            message = " ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+            print(f"ganpipe: {LABELS.get(code, 'error')}: {message}", file=sys.stderr)
         return code

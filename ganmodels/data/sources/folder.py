@@ -140,7 +140,11 @@ def folder_kind(cfg: DataConfig) -> DataKind:
     root = Path(cfg.root or "")
     if not root.is_dir():
         raise DataError(f"folder data set: data.root {root} is not a directory")
-    labels, _ = class_labels(find_images(root))
+    relpaths = find_images(root)
+    if not relpaths:  # said here, before the kind (unlabelled) leads to a misleading model or metric refusal
+        raise DataError(
+            f"folder data set: no image files found under {root}; accepted extensions: {', '.join(IMAGE_EXTENSIONS)}")
+    labels, _ = class_labels(relpaths)
     return kind_of("image", labelled=labels is not None)
 
 

@@ -34,6 +34,9 @@ def load_array(path: Path) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)  # mmap: a cap reads only what it keeps
     except (OSError, ValueError) as e:
+        if "Python objects" in str(e) or "allow_pickle" in str(e):
+            raise DataError(f"array file {path} holds Python objects (a pickled array); data files are never "
+                            "unpickled (allow_pickle=False), save a numeric array instead") from e
         raise DataError(f"cannot read array file {path}: {e}") from e
 
 
