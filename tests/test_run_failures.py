@@ -166,3 +166,42 @@ def test_read_only_run_directory_exits_9_before_training(tmp_path):
     assert "Read-only file system" in line and no_traceback(result)
     assert not (project.root / "runs").exists()
     assert project.client().search_registered_models() == []
+
+
+# -- the pieces, without a run ----------------------------------------------------------------------
+
+
+def test_exit_codes_of_tracking_and_storage_failures():
+    import errno
+
+    from ganmodels.io import StorageError
+    from pipelines.errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_STORAGE, EXIT_TRACKING, TrackingUnavailable
+    from pipelines.errors import exit_code_for
+
+    assert exit_code_for(TrackingUnavailable("down")) == EXIT_TRACKING
+    assert exit_code_for(StorageError("x", OSError(errno.EACCES, "Permission denied"))) == EXIT_STORAGE
+    assert exit_code_for(OSError(errno.ENOSPC, "No space left on device")) == EXIT_STORAGE
+    # A bare PermissionError may be an unreadable input: not called a storage failure.
+    assert exit_code_for(PermissionError(errno.EACCES, "Permission denied")) == EXIT_INTERNAL
+    assert exit_code_for(FileNotFoundError("missing")) == EXIT_BAD_INPUT
+
+
+def test_store_lock_excludes_another_process_until_it_exits(tmp_path):
+    from pipelines.errors import TrackingUnavailable
+    from pipelines.locks import lock_path, store_lock
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert lock_path(uri, tmp_path) == tmp_path / "mlflow.db.lock"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from pipelines.locks import store_lock\n"
+        f"with store_lock({uri!r}, {str(tmp_path)!r}):\n"
+        "    print('held', flush=True); sys.stdin.readline()")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(TrackingUnavailable, match="held by another process"):
+            with store_lock(uri, tmp_path, timeout=0.3):
+                pass
+    finally:
+        holder.communicate("release\n", timeout=60)
+    with store_lock(uri, tmp_path, timeout=5):  # released when its holder let go
+        pass

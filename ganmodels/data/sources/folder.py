@@ -26,6 +26,7 @@ would otherwise silently drop a class or turn a labelled set into an unlabelled 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +93,10 @@ def read_image(path: Path) -> tuple[np.ndarray, int]:
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(path) as img:  # reads the header only
+        with warnings.catch_warnings():  # PIL's bomb warning: the check below refuses such files itself
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)  # reads the header only
+        with img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise DataError(f"image file {path} declares {img.width}x{img.height} pixels, over the "
                                 f"{MAX_IMAGE_PIXELS:,}-pixel limit (a decompression bomb, or an image far too "
