@@ -107,9 +107,11 @@ def connect_store(cfg: RunConfig | TrackingConfig, project_dir: Path) -> MlflowC
         if attempt + 1 < tries:
             time.sleep(tracking.retry_backoff * 2 ** attempt)
     reason = str(last).strip().splitlines()[0][:300] if last is not None else "no answer"
+    fix = ("close the process holding the SQLite file locked (or check that its directory is writable)"
+           if uri.startswith("sqlite:") else "start the server")
     raise TrackingUnavailable(
         f"MLflow tracking store {uri} did not answer after {tries} tries in {time.monotonic() - started:.0f} s "
-        f"({type(last).__name__}: {reason}); start the server or fix tracking.tracking_uri / MLFLOW_TRACKING_URI "
+        f"({type(last).__name__}: {reason}); {fix}, or fix tracking.tracking_uri / MLFLOW_TRACKING_URI "
         "(tracking.connect_retries and tracking.retry_backoff set the patience)") from last
 
 

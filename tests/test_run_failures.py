@@ -101,6 +101,27 @@ def test_tracking_server_down_exits_8_before_training_within_the_retry_budget(tm
     assert elapsed < 120, elapsed
 
 
+def test_a_locked_sqlite_store_exits_8_before_training(tmp_path):
+    from mlflow import MlflowClient
+
+    project = make_project(tmp_path / "project", cli_env(tmp_path))
+    db = project.root / "mlflow.db"
+    MlflowClient(f"sqlite:///{db}").search_experiments()  # an existing store...
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # ...that another process keeps locked
+    try:
+        result, summary = project.run(*TINY, "--set", "tracking.connect_retries=1", "--set",
+                                      "tracking.retry_backoff=0.1")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 8, explain(result)
+    line = last_line(result)
+    assert line.startswith("ganpipe: tracking store unavailable:") and str(db) in line and "locked" in line
+    assert no_traceback(result) and summary == {"status": "failed", "exit_code": 8}
+    assert not (project.root / "runs").exists()
+
+
 # -- storage refuses writes -----------------------------------------------------------------------
 
 # Patches one system call, then runs the CLI exactly as the ganpipe script does.
@@ -204,4 +225,35 @@ def test_store_lock_excludes_another_process_until_it_exits(tmp_path):
     finally:
         holder.communicate("release\n", timeout=60)
     with store_lock(uri, tmp_path, timeout=5):  # released when its holder let go
+        pass
+
+
+def test_the_store_schema_is_created_only_under_the_store_lock(tmp_path):
+    """Deterministic form of the race two runs at once hit (alembic's migration from two processes):
+    while another process holds the lock, connect_store must not touch the new database."""
+    import threading
+
+    from pipelines.config import TrackingConfig
+    from pipelines.locks import store_lock
+    from pipelines.tracking import connect_store
+
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys; from pipelines.locks import store_lock\n"
+        f"with store_lock({uri!r}, {str(tmp_path)!r}):\n"
+        "    print('held', flush=True); sys.stdin.readline()")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    done: dict = {}
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        worker = threading.Thread(target=lambda: done.update(client=connect_store(
+            TrackingConfig(tracking_uri=uri), tmp_path)))
+        worker.start()
+        time.sleep(2.0)
+        assert worker.is_alive() and not db.exists()  # waiting for the lock, nothing created yet
+    finally:
+        holder.communicate("release\n", timeout=60)
+    worker.join(timeout=120)
+    assert db.exists() and done["client"].search_experiments()  # created once the lock was free
+    with store_lock(uri, tmp_path, timeout=5):  # and connect_store let go of it
         pass
