@@ -138,6 +138,12 @@ if mode == "enospc-checkpoint":
                 raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, f, *args, **kwargs)
     torch.save = save
+elif mode == "enospc-export":
+    import ganmodels.export
+    def export(call, example, tmp_file, *args, **kwargs):  # the disk fills while the ONNX file is written
+        pathlib.Path(tmp_file).write_bytes(b"half an onnx file")
+        raise OSError(errno.ENOSPC, "No space left on device")
+    ganmodels.export._export_with_fallback = export
 elif mode == "readonly-runs":
     real_mkdir = pathlib.Path.mkdir
     def mkdir(self, *args, **kwargs):  # runs/ sits on a read-only file system
@@ -175,6 +181,22 @@ def test_disk_full_while_checkpointing_keeps_the_previous_checkpoint_and_exits_9
     assert state["step"] == 5  # the checkpoint before the failed write, intact
     assert summary["status"] == "failed" and "StorageError" in summary["error"]
     assert "Traceback" in Path(summary["error_log"]).read_text()  # the full story is in the run's log
+    assert project.client().search_registered_models() == []
+
+
+@pytest.mark.slow
+def test_disk_full_while_exporting_registers_nothing_and_exits_9(tmp_path):
+    project = make_project(tmp_path / "project", cli_env(tmp_path))
+    result, summary = run_failing(project, "enospc-export", *TINY)
+    assert result.returncode == 9, explain(result)
+    line = last_line(result)
+    assert line.startswith("ganpipe: storage error: cannot write ") and "generator.onnx" in line
+    assert no_traceback(result)
+    run_dir = Path(summary["run_dir"])
+    assert (run_dir / "train" / "checkpoints" / "last.pt").is_file()  # the trained model is kept
+    export = run_dir / "export"
+    assert not export.exists() or not any(export.iterdir())  # no half file, no temp folder
+    assert summary["status"] == "failed" and "registry" not in summary
     assert project.client().search_registered_models() == []
 
 
