@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ganmodels.io import StorageError, is_storage_error
 from ganmodels.families.base import GANFamily, Signature
 from ganmodels.families.noise import NoiseCall, noise_signature
 from ganmodels.inference import module_device
@@ -109,16 +110,21 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, *, opset: int = 18, b
         metadata["z_dim"] = str(signature.inputs[0].shape[0])
         classes = [spec for spec in signature.inputs if spec.name == "c"]
         metadata["c_dim"] = str(classes[0].high if classes else 0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        tmp_file = tmp_dir / path.name  # same base name, so an external-data reference stays valid after the move
-        with _eval_mode(call):
-            metadata["exporter"] = _export_with_fallback(call, example, tmp_file, opset, signature)
-        _embed_metadata(tmp_file, metadata)
-        _move_into_place(tmp_dir, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            tmp_file = tmp_dir / path.name  # same base name: an external-data reference stays valid after the move
+            with _eval_mode(call):
+                metadata["exporter"] = _export_with_fallback(call, example, tmp_file, opset, signature)
+            _embed_metadata(tmp_file, metadata)
+            _move_into_place(tmp_dir, path)
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    except OSError as e:  # a full disk or read-only folder names the file the user asked for, not a temp name
+        if is_storage_error(e) and not isinstance(e, StorageError):
+            raise StorageError(path, e) from e
+        raise
     return path
 
 

@@ -35,12 +35,16 @@ def cmd_run(args) -> int:
         root = cfg.data.root
         if cfg.data.name in ("folder", "npy") and root and not Path(root).exists():
             raise FileNotFoundError(f"--dataset {cfg.dataset}: {root} does not exist")
+        from pipelines.tracking import connect_store
+
+        connect_store(cfg, Path.cwd())  # a store that is down fails now (exit 8), not after training
 
     code = run_guarded(check_inputs)
     if code != EXIT_OK:
         if args.summary_json:
             Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.summary_json).write_text(json.dumps({"status": "bad_input", "exit_code": code}, indent=2))
+            status = "bad_input" if code == EXIT_BAD_INPUT else "failed"
+            Path(args.summary_json).write_text(json.dumps({"status": status, "exit_code": code}, indent=2))
         return code
 
     def go():

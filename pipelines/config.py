@@ -91,7 +91,7 @@ class ValidationConfig:
     min_domain_samples: two-domain sources: each domain must have at least this many images (and be
       neither one image repeated nor mostly blank).
     min_image_size: smallest height and width accepted, in pixels.
-    allowed_channels: channel counts accepted; (H, W) arrays count as 1 channel.
+    allowed_channels: channel counts accepted, alpha included; (H, W) arrays count as 1 channel.
     max_blank_share: share of constant images (std == 0) tolerated, as GX ``mostly = 1 - share``.
       A few empty scans are harmless; many mean a reader that fills with zeros.
     max_duplicate_share: share of byte-identical repeats tolerated (the first copy is not counted).
@@ -104,7 +104,8 @@ class ValidationConfig:
     min_samples: int = 100
     min_domain_samples: int = 50
     min_image_size: int = 8
-    allowed_channels: tuple[int, ...] = (1, 3)
+    # grey, grey+alpha, RGB, RGBA: preparing drops alpha (ganmodels.data.imaging.drop_alpha), so all four train.
+    allowed_channels: tuple[int, ...] = (1, 2, 3, 4)
     max_blank_share: float = 0.01
     max_duplicate_share: float = 0.01
     min_class_ratio: float = 0.2
@@ -153,6 +154,10 @@ class TrackingConfig:
     experiment: str = "ganpipe"
     artifact_root: str | None = None  # None: the tracking server chooses; <project>/mlartifacts for a local store
     sample_every: int = 0  # log a sample grid every N steps; 0: four times per run
+    # Reaching the store before training: tries after the first, waiting retry_backoff * 2**i seconds
+    # between them (4 and 1.0: about 15 s in all before exit 8); MLflow's own HTTP retries are off then.
+    connect_retries: int = 4
+    retry_backoff: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -218,10 +223,19 @@ def read_params(path: str | os.PathLike | None) -> dict:
     try:
         values = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path} is not valid YAML: {e}") from e
+        raise ConfigError(f"{path} is not valid YAML: {_yaml_problem(e)}") from e
     if not isinstance(values, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (run, data, train, ...)")
     return values
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message as one line: the problem and where (line and column, 1-based)."""
+    problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    context = getattr(error, "context", None)
+    return f"{problem}{where}" + (f" ({context})" if context else "")
 
 
 def parse_overrides(items: list[str] | tuple[str, ...]) -> dict:
@@ -234,7 +248,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict:
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: cannot parse the value ({e})") from e
+            raise ConfigError(f"--set {item!r}: cannot parse the value ({_yaml_problem(e)})") from e
         node = out
         parts = key.strip().split(".")
         for part in parts[:-1]:

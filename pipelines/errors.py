@@ -11,6 +11,10 @@ Exit codes (documented in the README):
   6  the ONNX export does not reproduce PyTorch's output (nothing registered)
   7  the evaluation cannot be trusted: the domain classifier behind the offline metrics is too weak
      on this data (checked before training; raise eval.classifier_epochs or install FID weights)
+  8  the MLflow tracking store or server cannot be reached, or stays locked, after
+     tracking.connect_retries tries with backoff (checked before training; a trained checkpoint is kept)
+  9  storage refused a write: disk or quota full, read-only or unwritable run directory (the previous
+     checkpoint stays intact; nothing registered)
 
 This module imports nothing from the rest of ``pipelines``: cli, flow, stages, config and models
 all import it, never each other in a cycle.
@@ -24,6 +28,7 @@ from typing import Callable
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_VALIDATION, EXIT_GATES, EXIT_DIVERGED, EXIT_EXPORT = 0, 1, 2, 3, 4, 5, 6
 EXIT_EVALUATION = 7
+EXIT_TRACKING, EXIT_STORAGE = 8, 9
 EXIT_INTERRUPTED = 130
 
 
@@ -45,6 +50,10 @@ class DataValidationError(Exception):
 
 class EvaluationError(RuntimeError):
     """The evaluation itself cannot be trusted (e.g. a weak domain classifier); exit code 7."""
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking store or server did not answer after the configured retries (exit code 8)."""
 
 
 class GateRejected(Exception):
@@ -72,10 +81,41 @@ def exit_code_for(error: BaseException) -> int:
         return EXIT_GATES
     if isinstance(error, EvaluationError):
         return EXIT_EVALUATION
+    if isinstance(error, TrackingUnavailable) or _is_tracking_failure(error):
+        return EXIT_TRACKING
+    if _is_storage_failure(error):
+        return EXIT_STORAGE
     if isinstance(error, (ConfigError, DataError, IncompatibleData, InceptionWeightsNotFound, FileNotFoundError,
                           UsageError, ResumeError)):
         return EXIT_BAD_INPUT
     return EXIT_INTERNAL
+
+
+def _is_storage_failure(error: BaseException) -> bool:
+    """A refused write. EACCES/EPERM count only when a writer said so (``StorageError``): a bare
+    PermissionError may just as well be an unreadable input file."""
+    import errno
+
+    from ganmodels.io import StorageError
+
+    return isinstance(error, StorageError) or (
+        isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG))
+
+
+def _is_tracking_failure(error: BaseException) -> bool:
+    """MLflow's client failing to reach its store: a REST server that does not answer (MLflow raises
+    ``MlflowException("API request to ... failed with exception ...")`` once its own retries are spent),
+    or a SQLite store that stays locked or cannot be opened."""
+    module = type(error).__module__ or ""
+    if module.startswith("requests.") and type(error).__name__ in ("ConnectionError", "ConnectTimeout",
+                                                                   "ReadTimeout", "Timeout"):
+        return True
+    if module.startswith("sqlalchemy.") and type(error).__name__ == "OperationalError":
+        return "prefect" not in str(error).lower()
+    if type(error).__name__ == "MlflowException":
+        text = str(error)
+        return text.startswith("API request to") or "database is locked" in text or "unable to open database" in text
+    return False
 
 
 def _unwrap(error: BaseException) -> BaseException:
@@ -94,7 +134,8 @@ def _unwrap(error: BaseException) -> BaseException:
 
 LABELS = {EXIT_BAD_INPUT: "bad input", EXIT_VALIDATION: "data validation failed",
           EXIT_DIVERGED: "training diverged", EXIT_EXPORT: "ONNX export check failed",
-          EXIT_EVALUATION: "evaluation cannot be trusted"}
+          EXIT_EVALUATION: "evaluation cannot be trusted", EXIT_TRACKING: "tracking store unavailable",
+          EXIT_STORAGE: "storage error"}
 
 
 def run_guarded(fn: Callable[[], object]) -> int:
@@ -114,6 +155,9 @@ def run_guarded(fn: Callable[[], object]) -> int:
         if code == EXIT_INTERNAL:
             traceback.print_exception(error, file=sys.stderr)
             print(f"\nganpipe: internal error: {type(error).__name__}: {error}", file=sys.stderr)
-        elif code != EXIT_GATES:
-            print(f"ganpipe: {LABELS.get(code, 'error')}: {cause}", file=sys.stderr)
+        elif code == EXIT_VALIDATION:  # the report: one paragraph naming each failed check and sample ids
+            print(f"ganpipe: {LABELS[code]}: {cause}", file=sys.stderr)
+        elif code != EXIT_GATES:  # one line: a wrapped third-party message must not spill over several
+            message = " ".join(line.strip() for line in str(cause).splitlines() if line.strip())
+            print(f"ganpipe: {LABELS.get(code, 'error')}: {message}", file=sys.stderr)
         return code

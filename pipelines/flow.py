@@ -114,15 +114,18 @@ def export_task(cfg: dict, ctx: RunContext, checkpoint: str) -> dict:
 @task(name="register", retries=2, retry_delay_seconds=3)
 def register_task(cfg: dict, ctx: RunContext, checkpoint: str, evaluation: dict) -> dict:
     from ganmodels.metrics import get_metric
+    from pipelines.locks import store_lock
     from pipelines.registry import promote
-    from pipelines.tracking import log_generator
+    from pipelines.tracking import log_generator, tracking_uri
 
     config = run_config_from_dict(cfg)
     run = _logger(ctx, config)
     model_uri = log_generator(run, checkpoint)
     primary = evaluation["primary_metric"]
-    decision = promote(run.client, config.registered_name, run.run_id, model_uri, evaluation["metrics"], primary,
-                       lower_is_better=get_metric(primary).lower_is_better)
+    # Read champion, compare, move alias: a compare-and-set only while no other run can do the same.
+    with store_lock(tracking_uri(config, Path(ctx.project_dir)), ctx.project_dir):
+        decision = promote(run.client, config.registered_name, run.run_id, model_uri, evaluation["metrics"], primary,
+                           lower_is_better=get_metric(primary).lower_is_better)
     return {"model_uri": model_uri, "model_name": decision.model_name, "version": decision.version,
             "aliases": decision.aliases, "reason": decision.reason,
             "previous_champion_version": decision.previous_champion_version}
@@ -172,9 +175,10 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
     cfg = load_run_config(params, model=model, dataset=dataset, preset=preset, overrides=overrides or [])
     apply_threads(cfg.threads)
     run_name = f"{cfg.model}-{Path(cfg.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    run_dir = root / "runs" / run_name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.to_json())
+    from ganmodels.io import writable_dir
+
+    run_dir = writable_dir(root / "runs" / run_name)  # an unwritable run directory fails now (exit 9)
+    stages.write_json(cfg.to_dict(), run_dir / "config.json")
 
     from pipelines.tracking import RunLogger, git_commit, tracking_uri
 
@@ -237,7 +241,13 @@ def _finish(run, summary: dict, status: str, config: dict, ctx: RunContext,
             raise
         print(f"ganpipe: no model card for this failed run: {type(card_error).__name__}: {card_error}",
               file=sys.stderr)
-    stages.write_json(summary, path)
+    try:
+        if error is not None:  # the terminal gets one line (pipelines.errors.run_guarded); the log keeps it all
+            summary["error_log"] = str(_write_error_log(Path(summary["run_dir"]), error))
+        stages.write_json(summary, path)
+    except OSError:  # a full disk must not mask the run's own error
+        if error is None:
+            raise
     try:
         run.set_tags(tags)
         run.log_artifact(path)
@@ -245,6 +255,17 @@ def _finish(run, summary: dict, status: str, config: dict, ctx: RunContext,
     except Exception:  # never mask the run's own error with a tracking error
         if error is None:
             raise
+
+
+def _write_error_log(run_dir: Path, error: BaseException) -> Path:
+    import traceback
+
+    from ganmodels.io import atomic_write
+
+    path = run_dir / "error.log"
+    with atomic_write(path, "w") as f:
+        f.write("".join(traceback.format_exception(error)))
+    return path
 
 
 def load_summary(run_dir: str | Path) -> dict:

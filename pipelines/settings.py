@@ -35,6 +35,12 @@ def setup_environment(project_dir: str | os.PathLike | None = None) -> Path:
     # MLflow draws a progress bar for every artifact it reads back (model loads, registry checks),
     # which buries ganpipe's own progress and summary on the terminal and in CI logs.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # A REST tracking server that goes away mid-run: MLflow's defaults (7 retries, backoff factor 2,
+    # 120 s per request) retry for minutes before the run can fail with exit 8; a few seconds suffice
+    # for a server restart. The check before training retries on its own (tracking.connect_retries).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # "Creating initial MLflow database tables..."
     # Idle OpenMP workers sleep instead of spinning. With the default (spinning) policy, two intra-op
     # threads on a 2-core machine with one core taken by another job trained many times slower than

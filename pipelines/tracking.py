@@ -12,8 +12,10 @@ import os
 import re
 import subprocess
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import mlflow
 import mlflow.pyfunc
@@ -22,6 +24,8 @@ from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param
 
 from ganmodels.train import Callback
 from pipelines.config import RunConfig, TrackingConfig
+from pipelines.errors import TrackingUnavailable, _is_tracking_failure
+from pipelines.locks import store_lock
 
 GENERATOR_ARTIFACT = "generator"
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -61,6 +65,61 @@ def project_store(params: str | os.PathLike | None, project_dir: Path) -> tuple[
 def is_server_uri(uri: str) -> bool:
     """A tracking server (``http(s)://``, Databricks) rather than a store this process opens itself."""
     return uri.startswith(("http://", "https://", "databricks"))
+
+
+# While checking that the store answers, one HTTP request must fail fast: ganpipe does the retrying
+# (tracking.connect_retries), and MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) would
+# otherwise take minutes to say a server is down.
+CHECK_REQUEST_TIMEOUT_S = 10
+
+
+@contextmanager
+def _single_http_attempt() -> "Iterator[None]":
+    keys = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(CHECK_REQUEST_TIMEOUT_S)}
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def connect_store(cfg: RunConfig | TrackingConfig, project_dir: Path) -> MlflowClient:
+    """A client of the run's store, proven to answer, its schema created under the store lock.
+
+    Creating a SQLite store's schema is not safe from two processes at once (alembic's migration
+    races), so the first calls happen under ``pipelines.locks.store_lock``. A store that does not
+    answer (a REST server down, a SQLite file locked or unopenable) is retried
+    ``tracking.connect_retries`` times with exponential backoff, then ``TrackingUnavailable`` (exit 8).
+    Nothing falls back to another store.
+    """
+    tracking = cfg.tracking if isinstance(cfg, RunConfig) else cfg
+    uri = tracking_uri(tracking, project_dir)
+    started, tries, last = time.monotonic(), tracking.connect_retries + 1, None
+    for attempt in range(tries):
+        try:
+            with _single_http_attempt(), store_lock(uri, project_dir):
+                client = MlflowClient(uri)
+                client.search_experiments(max_results=1)  # the tracking store (creates a SQLite schema)
+                client.search_registered_models(max_results=1)  # the registry store, a second connection
+                return client
+        except Exception as e:  # noqa: BLE001 (classified below; anything else is re-raised)
+            if isinstance(e, TrackingUnavailable) or not _is_tracking_failure(e):
+                raise
+            last = e
+        if attempt + 1 < tries:
+            time.sleep(tracking.retry_backoff * 2 ** attempt)
+    reason = str(last).strip().splitlines()[0][:300] if last is not None else "no answer"
+    fix = ("close the process holding the SQLite file locked (or check that its directory is writable)"
+           if uri.startswith("sqlite:") else "start the server")
+    raise TrackingUnavailable(
+        f"MLflow tracking store {uri} did not answer after {tries} tries in {time.monotonic() - started:.0f} s "
+        f"({type(last).__name__}: {reason}); {fix}, or fix tracking.tracking_uri / MLFLOW_TRACKING_URI "
+        "(tracking.connect_retries and tracking.retry_backoff set the patience)") from last
 
 
 def artifact_root(cfg: RunConfig, project_dir: Path) -> str | None:
@@ -146,8 +205,9 @@ class RunLogger:
         and ``commit`` fill the runs table's Source and Version columns."""
         uri = tracking_uri(cfg, project_dir)
         mlflow.set_tracking_uri(uri)  # log_model and the registry's models:/ lookups use the global URI
-        client = MlflowClient(uri)
-        experiment_id = ensure_experiment(client, cfg.tracking.experiment, artifact_root(cfg, project_dir))
+        client = connect_store(cfg, project_dir)
+        with store_lock(uri, project_dir):  # two first runs must not both create the experiment
+            experiment_id = ensure_experiment(client, cfg.tracking.experiment, artifact_root(cfg, project_dir))
         run = client.create_run(experiment_id, run_name=run_name, tags={
             "ganpipe.model": cfg.model, "ganpipe.dataset": cfg.dataset, "ganpipe.preset": cfg.preset,
             "mlflow.source.name": source, "mlflow.source.type": SOURCE_TYPE, "mlflow.source.git.commit": commit})

@@ -109,12 +109,23 @@ def test_sixteen_bit_images(tmp_path):
     assert x.min() == -1.0 and x.max() == 1.0
 
 
-def test_mixed_bit_depths_are_refused(tmp_path):
+def test_mixed_bit_depths_are_each_scaled_by_their_own_range(tmp_path):
     rng = np.random.default_rng(4)
-    save(tmp_path / "a.png", Image.fromarray(noise(rng, (8, 8)), "L"))
-    save(tmp_path / "b.png", Image.fromarray(noise(rng, (8, 8), np.uint16, 65536)))
-    with pytest.raises(DataError, match="8-bit.*16-bit"):
-        read_source(DataConfig(name="folder", root=str(tmp_path)))
+    eight = noise(rng, (8, 8))
+    sixteen = noise(rng, (8, 8), np.uint16, 65536)
+    save(tmp_path / "a.png", Image.fromarray(eight, "L"))
+    save(tmp_path / "b.png", Image.fromarray(sixteen))
+    src = read_source(DataConfig(name="folder", root=str(tmp_path)))
+    assert src.value_range == (0.0, 1.0)
+    np.testing.assert_allclose(src.samples[0], eight / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(src.samples[1], sixteen / 65535.0, rtol=1e-6)
+    # Same picture at both depths: the same prepared image (a 16-bit copy is not read 256x brighter).
+    save(tmp_path / "c.png", Image.fromarray(eight.astype(np.uint16) * 257))  # 255 * 257 = 65535
+    a, c = read_source(DataConfig(name="folder", root=str(tmp_path))).samples[0::2]
+    np.testing.assert_allclose(a, c, atol=1e-6)
+    d = load_dataset(DataConfig(name="folder", root=str(tmp_path), resolution=8, test_fraction=0.5))
+    x = torch.cat([d.x_train, d.x_test])
+    assert x.shape == (3, 1, 8, 8) and x.min() >= -1.0 and x.max() <= 1.0
 
 
 def test_unreadable_file_is_named(tmp_path):
@@ -149,3 +160,76 @@ def test_max_samples_caps_before_decoding(tmp_path):
         if path.relative_to(tmp_path).as_posix() not in src.ids:
             path.write_bytes(b"corrupt")
     assert read_source(cfg).ids == src.ids
+
+
+def png_declaring(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header declares ``width x height`` pixels (valid CRC): a decompression bomb."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    struct.pack_into(">II", data, 16, width, height)
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("side, named", [(10_000, "over the 89,478,485-pixel limit"),  # PIL would only warn
+                                         (100_000, "decompression bomb")])  # PIL refuses, we name it
+def test_decompression_bombs_are_refused_from_the_header(tmp_path, side, named):
+    rng = np.random.default_rng(6)
+    save(tmp_path / "good.png", Image.fromarray(noise(rng, (8, 8)), "L"))
+    png_declaring(tmp_path / "bomb.png", side, side)
+    with pytest.raises(DataError, match=named) as err:
+        read_source(DataConfig(name="folder", root=str(tmp_path)))
+    assert "bomb.png" in str(err.value)
+
+
+@pytest.mark.parametrize("make", ["dangling", "loop"])
+def test_broken_symlinks_are_named(tmp_path, make):
+    rng = np.random.default_rng(7)
+    save(tmp_path / "good.png", Image.fromarray(noise(rng, (8, 8)), "L"))
+    if make == "dangling":
+        (tmp_path / "link.png").symlink_to(tmp_path / "missing.png")
+    else:
+        (tmp_path / "link.png").symlink_to(tmp_path / "other.png")
+        (tmp_path / "other.png").symlink_to(tmp_path / "link.png")
+    with pytest.raises(DataError, match="broken symbolic link"):
+        read_source(DataConfig(name="folder", root=str(tmp_path)))
+
+
+def test_directory_symlink_loops_are_not_followed(tmp_path):
+    rng = np.random.default_rng(8)
+    save(tmp_path / "a" / "x.png", Image.fromarray(noise(rng, (8, 8)), "L"))
+    (tmp_path / "a" / "loop").symlink_to(tmp_path)
+    assert read_source(DataConfig(name="folder", root=str(tmp_path))).ids == ["a/x.png"]
+
+
+def test_empty_class_folder_is_named(tmp_path):
+    rng = np.random.default_rng(9)
+    for cls in ("cat", "dog"):
+        save(tmp_path / cls / "x.png", Image.fromarray(noise(rng, (8, 8)), "L"))
+    (tmp_path / "bird").mkdir()
+    with pytest.raises(DataError, match=r"\['bird'\] hold no image files"):
+        read_source(DataConfig(name="folder", root=str(tmp_path)))
+
+
+def test_a_jpeg_named_png_is_read_by_its_content(tmp_path):
+    rng = np.random.default_rng(10)
+    rgb = noise(rng, (8, 8, 3))
+    Image.fromarray(rgb).save(tmp_path / "photo.png", format="JPEG", quality=100)
+    src = read_source(DataConfig(name="folder", root=str(tmp_path)))
+    reference = np.asarray(Image.open(tmp_path / "photo.png"))
+    assert Image.open(tmp_path / "photo.png").format == "JPEG"
+    np.testing.assert_array_equal(src.samples[0], reference)
+
+
+def test_cmyk_is_decoded_to_rgb(tmp_path):
+    rng = np.random.default_rng(11)
+    Image.fromarray(noise(rng, (8, 8, 3))).convert("CMYK").save(tmp_path / "print.tif")
+    src = read_source(DataConfig(name="folder", root=str(tmp_path)))
+    assert src.samples[0].shape == (8, 8, 3) and src.value_range == (0.0, 255.0)
+    np.testing.assert_array_equal(src.samples[0], np.asarray(Image.open(tmp_path / "print.tif").convert("RGB")))

@@ -41,3 +41,44 @@ def test_atomic_torch_save_round_trips_with_weights_only(tmp_path):
     path = tmp_path / "ckpt.pt"
     atomic_torch_save({"w": torch.arange(3)}, path)
     assert torch.equal(torch.load(path, weights_only=True)["w"], torch.arange(3))
+
+
+def test_disk_full_mid_write_is_a_storage_error_naming_the_file(tmp_path):
+    import errno
+
+    from ganmodels.io import StorageError
+
+    target = tmp_path / "last.pt"
+    atomic_torch_save({"step": 1}, target)
+    with pytest.raises(StorageError) as err:
+        with atomic_write(target) as f:
+            f.write(b"half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert str(target) in str(err.value) and "free disk space" in str(err.value)
+    assert torch.load(target, weights_only=True) == {"step": 1}  # the previous file, intact
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_writable_dir_refuses_a_read_only_location(tmp_path, monkeypatch):
+    import errno
+    import os
+    from pathlib import Path
+
+    from ganmodels.io import StorageError, writable_dir
+
+    assert writable_dir(tmp_path / "run") == tmp_path / "run" and not any((tmp_path / "run").iterdir())
+    if os.geteuid() != 0:  # chmod binds everyone but root
+        (tmp_path / "ro").mkdir(mode=0o555)
+        with pytest.raises(StorageError, match="ro"):
+            writable_dir(tmp_path / "ro" / "run")
+    # A read-only file system, which binds root too: the errno it would give.
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if "mounted" in self.parts:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(StorageError, match="Read-only file system"):
+        writable_dir(tmp_path / "mounted" / "run")

@@ -275,12 +275,21 @@ def test_blank_images_beyond_tolerated_share_fail(digits_raw, tmp_path):
     assert failure(report, "not_blank")["example_ids"] == [f"digits[train:{i}]" for i in blanks[:5]]
 
 
-def test_two_channel_image_fails_channels(digits_raw, tmp_path):
+def test_five_channel_image_fails_channels(digits_raw, tmp_path):
     source = make_digits(digits_raw)
-    source.samples[5] = np.stack([source.samples[5], source.samples[5][::-1]], axis=-1)  # (8, 8, 2)
+    source.samples[5] = np.stack([source.samples[5]] * 5, axis=-1)  # (8, 8, 5): no image mode has five
     report = validate(source, tmp_path)
     assert failed_checks(report) == {"channels"}
     assert failure(report, "channels")["example_ids"] == ["digits[train:5]"]
+    assert "validation.allowed_channels" in report.format()  # the policy's setting is named
+
+
+def test_grey_alpha_and_rgba_images_pass_channels(digits_raw, tmp_path):
+    """Alpha is dropped when preparing (ganmodels.data.imaging.drop_alpha), so 2 and 4 channels train."""
+    source = make_digits(digits_raw)
+    source.samples[5] = np.stack([source.samples[5], np.full_like(source.samples[5], 16)], axis=-1)  # (8, 8, 2)
+    source.samples[6] = np.stack([source.samples[6]] * 3 + [np.full_like(source.samples[6], 16)], axis=-1)
+    assert "channels" not in failed_checks(validate(source, tmp_path))
 
 
 def test_points_with_inf_fail_finite(tmp_path):

@@ -85,6 +85,15 @@ class ValidationReport:
         return "\n".join(lines)
 
 
+# Checks that apply a policy (a threshold in params.yaml's ``validation`` section), and the setting
+# that changes it: a refusal of too few samples is a choice the user may revise, not a broken file.
+POLICY_SETTINGS = {"min_samples": "min_samples", "min_height": "min_image_size", "min_width": "min_image_size",
+                   "channels": "allowed_channels", "not_blank": "max_blank_share",
+                   "not_duplicate": "max_duplicate_share", "class_balance": "min_class_ratio",
+                   "domain_size": "min_domain_samples", "x_bound": "points_abs_bound",
+                   "y_bound": "points_abs_bound"}
+
+
 def _format_failure(failure: dict) -> str:
     column = f"(column={failure['column']!r})" if failure.get("column") else "(table)"
     text = f"  - {failure['expectation']}{column} [{failure['check']}]"
@@ -101,6 +110,8 @@ def _format_failure(failure: dict) -> str:
         text += f"; e.g. {examples}"
     if failure.get("description"):
         text += f"\n      why: {failure['description']}"
+    if failure.get("check") in POLICY_SETTINGS:
+        text += f"\n      setting: validation.{POLICY_SETTINGS[failure['check']]} (params.yaml or --set)"
     return text
 
 

@@ -34,6 +34,9 @@ def load_array(path: Path) -> np.ndarray:
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)  # mmap: a cap reads only what it keeps
     except (OSError, ValueError) as e:
+        if "Python objects" in str(e) or "allow_pickle" in str(e):
+            raise DataError(f"array file {path} holds Python objects (a pickled array); data files are never "
+                            "unpickled (allow_pickle=False), save a numeric array instead") from e
         raise DataError(f"cannot read array file {path}: {e}") from e
 
 
@@ -72,6 +75,13 @@ def declared_range(values: np.ndarray, points: bool) -> tuple[float, float]:
     return (lo, hi)
 
 
+def _declared_range_of(values: np.ndarray, points: bool, path: Path) -> tuple[float, float]:
+    try:
+        return declared_range(values, points)
+    except DataError as e:
+        raise DataError(f"array {path}: {e}; replace the NaN/inf values") from e
+
+
 def read_labels(path: Path, n: int) -> tuple[np.ndarray | None, list[str] | None]:
     lpath = labels_path(path)
     if not lpath.is_file():
@@ -100,6 +110,8 @@ def read_npy(cfg: DataConfig) -> SourceData:
         raise DataError(f"npy data set: data.root {path} must be an existing .npy file")
     array = load_array(path)
     layout = sample_layout(array.shape, path)
+    if len(array) == 0 or array.size == 0:
+        raise DataError(f"array {path} holds no samples (shape {array.shape}); an empty data set cannot be trained on")
     labels_all, class_names = read_labels(path, len(array))
     keep = cap_indices(labels_all, None, len(array), cfg.max_samples, cfg.split_seed)
     if array.dtype.kind not in "biuf":
@@ -120,7 +132,7 @@ def read_npy(cfg: DataConfig) -> SourceData:
         samples=samples,
         labels=labels,
         ids=ids,
-        value_range=declared_range(values, points=layout == "points"),
+        value_range=_declared_range_of(values, layout == "points", path),
         class_names=class_names,
         origin=str(path),
     )

@@ -22,7 +22,7 @@ import numpy as np
 from ganmodels.data.base import DataConfig, DataError, SourceData
 from ganmodels.data.kinds import DataKind
 from ganmodels.data.registry import register_dataset
-from ganmodels.data.sources.folder import find_images, read_image
+from ganmodels.data.sources.folder import common_range, find_images, read_image
 from ganmodels.data.sources.npy import declared_range, sample_layout
 from ganmodels.data.splits import cap_indices
 
@@ -34,19 +34,23 @@ def _root(cfg: DataConfig, what: str) -> Path:
     return root
 
 
-def _range(depths: set[int], name: str) -> tuple[float, float]:
-    if len(depths) > 1:
-        raise DataError(f"{name} mixes 8-bit and 16-bit images; convert them to one bit depth")
-    return (0.0, 65535.0) if depths == {16} else (0.0, 255.0)
-
-
-def _read(path: Path, depths: set[int]) -> tuple[np.ndarray | None, str]:
+def _read(path: Path, depths: list[int | None]) -> tuple[np.ndarray | None, str]:
+    """Pixels (None when unreadable) and the problem; the bit depth is appended to ``depths``."""
     try:
         pixels, depth = read_image(path)
     except DataError as e:
+        depths.append(None)
         return None, f"unreadable: {e}"
-    depths.add(depth)
+    depths.append(depth)
     return pixels, ""
+
+
+def _unify(inputs: list, targets: list, depths_a: list, depths_b: list) -> tuple[list, list, tuple[float, float]]:
+    """One value range for inputs and targets together (mixed bit depths: each scaled by its own, see
+    ``folder.common_range``)."""
+    n = len(inputs)
+    both, value_range = common_range(inputs + targets, depths_a + depths_b)
+    return both[:n], both[n:], value_range
 
 
 @register_dataset("paired-folder", kind=DataKind.PAIRED_IMAGES,
@@ -61,15 +65,24 @@ def read_paired_folder(cfg: DataConfig) -> SourceData:
     if not names:
         raise DataError(f"paired-folder data set: no image files under {root}/A or {root}/B")
     keep = cap_indices(None, None, len(names), cfg.max_samples, cfg.split_seed)
-    inputs, targets, problems, depths = [], [], [], set()
+    inputs, targets, problems, depths_a, depths_b = [], [], [], [], []
     for name in (names[i] for i in keep):
-        a, a_problem = _read(root / "A" / name, depths) if name in a_names else (None, f"no partner A/{name}")
-        b, b_problem = _read(root / "B" / name, depths) if name in b_names else (None, f"no partner B/{name}")
+        if name in a_names:
+            a, a_problem = _read(root / "A" / name, depths_a)
+        else:
+            a, a_problem = None, f"no partner A/{name}"
+            depths_a.append(None)
+        if name in b_names:
+            b, b_problem = _read(root / "B" / name, depths_b)
+        else:
+            b, b_problem = None, f"no partner B/{name}"
+            depths_b.append(None)
         inputs.append(a)
         targets.append(b)
         problems.append("; ".join(p for p in (a_problem and f"A: {a_problem}", b_problem and f"B: {b_problem}") if p))
+    inputs, targets, value_range = _unify(inputs, targets, depths_a, depths_b)
     return SourceData(name="paired-folder", kind="image", samples=targets, labels=None,
-                      ids=[names[i] for i in keep], value_range=_range(depths, str(root)), origin=str(root),
+                      ids=[names[i] for i in keep], value_range=value_range, origin=str(root),
                       inputs=inputs, problems=problems)
 
 
@@ -81,7 +94,7 @@ def read_aligned(cfg: DataConfig) -> SourceData:
     if not relpaths:
         raise DataError(f"aligned data set: no image files under {root}")
     keep = cap_indices(None, None, len(relpaths), cfg.max_samples, cfg.split_seed)
-    inputs, targets, problems, depths = [], [], [], set()
+    inputs, targets, problems, depths = [], [], [], []
     for rel in (relpaths[i] for i in keep):
         pixels, problem = _read(root / rel, depths)
         if pixels is not None and pixels.shape[1] != 2 * pixels.shape[0]:
@@ -90,8 +103,9 @@ def read_aligned(cfg: DataConfig) -> SourceData:
         inputs.append(None if pixels is None else pixels[:, :half])
         targets.append(None if pixels is None else pixels[:, half:])
         problems.append(problem)
+    inputs, targets, value_range = _unify(inputs, targets, depths, depths)
     return SourceData(name="aligned", kind="image", samples=targets, labels=None,
-                      ids=[relpaths[i].as_posix() for i in keep], value_range=_range(depths, str(root)),
+                      ids=[relpaths[i].as_posix() for i in keep], value_range=value_range,
                       origin=str(root), inputs=inputs, problems=problems)
 
 
