@@ -36,7 +36,7 @@ def cmd_run(args) -> int:
         if cfg.data.name in ("folder", "npy") and root and not Path(root).exists():
             raise FileNotFoundError(f"--dataset {cfg.dataset}: {root} does not exist")
 
-    code = run_guarded(check_inputs)
+    code = EXIT_OK if args.resume else run_guarded(check_inputs)  # a resumed run is checked against its record
     if code != EXIT_OK:
         if args.summary_json:
             Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +48,7 @@ def cmd_run(args) -> int:
             state["summary"] = training_pipeline(model=args.model, dataset=args.dataset, preset=args.preset,
                                                  overrides=args.set, params_path=args.params,
                                                  project_dir=str(Path.cwd()), progress=not args.no_progress,
-                                                 entry_point="ganpipe run")
+                                                 entry_point="ganpipe run", resume=args.resume, force=args.force)
         except GateRejected as rejected:
             state["summary"] = rejected.summary
             raise
@@ -253,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default=None, help="smoke | default (params.yaml presets)")
     run.add_argument("--summary-json", default=None, help="also write the machine-readable run summary here")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--resume", default=None, metavar="RUN",
+                     help="continue an interrupted run (a name under runs/, or `latest`) from its last checkpoint, "
+                          "in the same MLflow run, with its own settings; refused (exit 2) if params, code or "
+                          "data changed")
+    run.add_argument("--force", action="store_true",
+                     help="train and register even when a registered version has the same data version, code "
+                          "version and params (otherwise: \"up to date\", exit 0, nothing trained)")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="validate a data set with Great Expectations")
