@@ -22,9 +22,10 @@ from pipelines.config import RunConfig, load_run_config, run_config_from_dict
 from pipelines.errors import GateRejected
 from pipelines.settings import setup_environment
 
-__all__ = ["ENTRY_POINT", "GateRejected", "RunContext", "load_summary", "training_pipeline"]
+__all__ = ["ENTRY_POINT", "GateRejected", "RunContext", "load_summary", "scheduled_pipeline", "training_pipeline"]
 
 ENTRY_POINT = "pipelines/flow.py:training_pipeline"  # as prefect.yaml's deployments name it
+PREFECT_FLOW_RUN = "prefect.flow-run."  # a Prefect event's resource id for a flow run: + its id
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,11 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
                 raise GateRejected(previous)
             return previous
         run_name = record.run_name
+        flow_run_id = _prefect_flow_run_id()
+        ids = record.extra.setdefault("prefect_flow_run_ids", [])
+        if flow_run_id and flow_run_id not in ids:  # a crash of this attempt must find the run too
+            ids.append(flow_run_id)
+        record.save(run_dir)
         run = RunLogger.reopen(cfg, root, record.mlflow_run_id)
     else:
         run_name = f"{cfg.model}-{Path(cfg.dataset).stem}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
@@ -280,7 +286,7 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
         stages.write_text(cfg.to_json(), run_dir / "config.json")
         run = RunLogger.start(cfg, root, run_name, commit=commit, source=entry_point)
         record = RunRecord(run_name, run.run_id, request, config, code, params_hash(config), started=time.time(),
-                           extra={"prefect_flow_run_id": _prefect_flow_run_id()})
+                           extra={"prefect_flow_run_ids": [i for i in [_prefect_flow_run_id()] if i]})
         record.save(run_dir)
         run.log_artifact(run_dir / "config.json")
     ctx = RunContext(str(root), str(run_dir), run.run_id, progress)
@@ -357,18 +363,31 @@ def _stages(config: dict, ctx: RunContext, run, summary: dict, record, run_dir: 
     return summary
 
 
+# Automatic resumes (a Prefect retry or crash trigger) of one run stop after this many: a run that
+# crashes the same way every time must fail for a person to look at, not loop.
+MAX_AUTOMATIC_RESUMES = 3
+
+
 def _resumed_record(root: Path, resume: str | None, request: dict):
     """(record, run dir) of the run to continue, or (None, None) for a new run."""
     from pipelines.errors import UsageError
-    from pipelines.runstate import RunRecord, find_run_dir
+    from pipelines.runstate import ResumeRefused, RunRecord, find_run_dir
 
     if not resume:
         return None, None
-    if resume == "auto":  # a Prefect retry of this flow run: the run it started, if it got that far
-        flow_run_id = _prefect_flow_run_id()
+    if resume == "auto" or resume.startswith(PREFECT_FLOW_RUN):
+        # "auto": a Prefect retry of this flow run; "prefect.flow-run.<id>": the crash trigger in prefect.yaml
+        # names the crashed flow run. Either way, the run that flow run started, if it got that far.
+        wanted = _prefect_flow_run_id() if resume == "auto" else resume[len(PREFECT_FLOW_RUN):]
         for path in sorted((root / "runs").glob("*/run.json")):
             record = RunRecord.load(path.parent)
-            if flow_run_id and record.extra.get("prefect_flow_run_id") == flow_run_id:
+            if wanted and wanted in record.extra.get("prefect_flow_run_ids", []):
+                resumes = int(record.extra.get("automatic_resumes", 0)) + 1
+                if resumes > MAX_AUTOMATIC_RESUMES:
+                    raise ResumeRefused(f"run {record.run_name} was resumed automatically {resumes - 1} times; "
+                                        f"not again: look at runs/{record.run_name}, then `ganpipe run --resume "
+                                        f"{record.run_name}` by hand")
+                record.extra["automatic_resumes"] = resumes
                 return record, path.parent
         return None, None
     given = [f"--{k}" for k in ("model", "dataset", "preset") if request[k]] + (["--set"] if request["overrides"]
@@ -428,3 +447,9 @@ def _finish(run, summary: dict, status: str, config: dict, ctx: RunContext,
 
 def load_summary(run_dir: str | Path) -> dict:
     return json.loads((Path(run_dir) / "summary.json").read_text())
+
+
+# The deployments' flow (prefect.yaml): the same flow, retried by Prefect after a failure with
+# ``resume="auto"``, which continues the run the failed attempt started from its last checkpoint.
+# ``ganpipe run`` calls ``training_pipeline`` itself: no retries, a failure is reported at once.
+scheduled_pipeline = training_pipeline.with_options(retries=2, retry_delay_seconds=60)

@@ -121,3 +121,31 @@ def test_params_hash_ignores_tracking_and_checkpoint_frequency():
     same = {"train": {"steps": 20, "checkpoint_every": 7, "checkpoint_seconds": 0.0}, "tracking": {"x": 2}}
     assert params_hash(config) == params_hash(same)
     assert params_hash(config) != params_hash({**config, "train": {**config["train"], "steps": 21}})
+
+
+def test_a_prefect_retry_or_crash_trigger_finds_the_run_its_flow_run_started(tmp_path, monkeypatch):
+    from pipelines import flow
+
+    rec = record({"train": {"steps": 20}})
+    rec.extra = {"prefect_flow_run_ids": ["first-attempt", "resumed-attempt"]}
+    run_dir = tmp_path / "runs" / rec.run_name
+    rec.save(run_dir)
+    request = {"model": None, "dataset": "digits", "preset": "default", "overrides": [], "params_path": "params.yaml"}
+    # The crash trigger names the crashed flow run; a resumed attempt's id counts as the run's too.
+    found, where = flow._resumed_record(tmp_path, "prefect.flow-run.resumed-attempt", request)
+    assert (found.run_name, where) == (rec.run_name, run_dir)
+    # A retry in process: resume="auto" and the same flow run id.
+    monkeypatch.setattr(flow, "_prefect_flow_run_id", lambda: "first-attempt")
+    assert flow._resumed_record(tmp_path, "auto", request)[0].run_name == rec.run_name
+    monkeypatch.setattr(flow, "_prefect_flow_run_id", lambda: "a-new-flow-run")
+    assert flow._resumed_record(tmp_path, "auto", request) == (None, None)  # its first attempt: a new run
+    # A run that keeps crashing is not resumed forever.
+    rec.extra["automatic_resumes"] = flow.MAX_AUTOMATIC_RESUMES
+    rec.save(run_dir)
+    with pytest.raises(ResumeRefused, match="resumed automatically 3 times"):
+        flow._resumed_record(tmp_path, "prefect.flow-run.first-attempt", request)
+    # By hand, a run's own settings only.
+    with pytest.raises(Exception, match="drop --dataset"):
+        flow._resumed_record(tmp_path, rec.run_name, request)
+    assert flow._resumed_record(tmp_path, "latest", {**request, "dataset": None, "preset": None})[0].run_name == \
+        rec.run_name

@@ -189,7 +189,8 @@ def test_deployments_on_a_real_server_with_a_worker(prefect_server, tmp_path):
     pull = [{"prefect.deployments.steps.set_working_directory": {"directory": str(project)}}]
     assert nightly["work_pool_name"] == POOL and smoke["work_pool_name"] == POOL
     assert nightly["pull_steps"] == pull and smoke["pull_steps"] == pull
-    assert nightly["parameters"] == {"dataset": "digits", "preset": "default", "params_path": "params.yaml"}
+    assert nightly["parameters"] == {"dataset": "digits", "preset": "default", "params_path": "params.yaml",
+                                    "resume": "auto"}
     assert smoke["parameters"] == {"dataset": "digits", "preset": "smoke", "params_path": "params.yaml"}
     assert [(s["schedule"].get("cron"), s["schedule"].get("timezone"), s["active"]) for s in nightly["schedules"]] \
         == [("0 2 * * *", "UTC", True)]
