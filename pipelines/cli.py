@@ -36,7 +36,15 @@ def cmd_run(args) -> int:
         if cfg.data.name in ("folder", "npy") and root and not Path(root).exists():
             raise FileNotFoundError(f"--dataset {cfg.dataset}: {root} does not exist")
 
-    code = EXIT_OK if args.resume else run_guarded(check_inputs)  # a resumed run is checked against its record
+    def check_resume():
+        """A run name that names nothing fails here, before Prefect or MLflow start; the flow checks the rest
+        (config, code and data against the run's record)."""
+        from pipelines.runstate import find_run_dir
+
+        if args.resume != "auto" and not args.resume.startswith("prefect.flow-run."):
+            find_run_dir(Path.cwd(), args.resume)
+
+    code = run_guarded(check_resume if args.resume else check_inputs)
     if code != EXIT_OK:
         if args.summary_json:
             Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)

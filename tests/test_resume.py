@@ -149,3 +149,15 @@ def test_a_prefect_retry_or_crash_trigger_finds_the_run_its_flow_run_started(tmp
         flow._resumed_record(tmp_path, rec.run_name, request)
     assert flow._resumed_record(tmp_path, "latest", {**request, "dataset": None, "preset": None})[0].run_name == \
         rec.run_name
+
+
+def test_resume_of_an_unknown_run_exits_2_before_anything_starts(tmp_path, monkeypatch, capsys):
+    from pipelines.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--resume", "no-such-run"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume no-such-run" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["run", "--resume", "latest"]) == 2
+    assert "no run to resume" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "runs").exists()
