@@ -249,7 +249,8 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
     request = {"model": model, "dataset": dataset, "preset": preset, "overrides": list(overrides or []),
                "params_path": params_path, "force": force}
     record, run_dir = _resumed_record(root, resume, request)
-    if record is not None:
+    resuming = record is not None  # resume="auto" on a first attempt starts a new run
+    if resuming:
         request = record.request
         force = force or bool(request.get("force"))  # a forced run stays forced when it is resumed
     params_path = request["params_path"]
@@ -295,12 +296,12 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
                "model": cfg.model, "dataset": cfg.dataset, "preset": cfg.preset,
                "registered_model": cfg.registered_name, "code_version": code, "params_hash": record.params_hash,
                "resume_command": f"ganpipe run --resume {run_name}"}
-    if resume:
+    if resuming:
         summary["resumed"] = True
     run.set_tags({"ganpipe.code_version": code, "ganpipe.params_hash": record.params_hash})
     try:
         with stop_on_signals():
-            return _stages(config, ctx, run, summary, record, run_dir, resumed=resume is not None, force=force)
+            return _stages(config, ctx, run, summary, record, run_dir, resumed=resuming, force=force)
     except GateRejected:
         raise
     except RunInterrupted as stop:
@@ -342,7 +343,7 @@ def _stages(config: dict, ctx: RunContext, run, summary: dict, record, run_dir: 
         return summary
     trained = train_task(config, ctx, prepared["path"])
     summary["training"] = {k: trained[k] for k in ("steps", "seconds", "rollbacks", "stopped_early",
-                                                   "stop_reason", "checkpoint", "device")}
+                                                   "stop_reason", "checkpoint", "device", "resumed_from")}
     evaluation = evaluate_task(config, ctx, prepared["path"], trained["checkpoint"])
     summary["evaluation"] = {k: evaluation[k] for k in ("metrics", "primary_metric", "primary_value", "gates",
                                                          "samples")}

@@ -163,7 +163,7 @@ def train_stage(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.
     curves = save_loss_curves(losses.path, out_dir / "loss_curves.png") if losses.rows else None
     return {"checkpoint": str(result.checkpoint), "steps": result.steps, "seconds": round(result.seconds, 2),
             "rollbacks": result.rollbacks, "stopped_early": result.stopped_early, "stop_reason": result.stop_reason,
-            "final_losses": result.logs, "losses_csv": str(losses.path),
+            "resumed_from": result.resumed_from, "final_losses": result.logs, "losses_csv": str(losses.path),
             "loss_curves": str(curves) if curves else None, "sample_grids": [str(p) for p in grids.paths],
             "device": str(trainer.device), "parameters_G": sum(p.numel() for p in trainer.generator.parameters())}
 

@@ -114,14 +114,16 @@ def test_sigkill_then_resume_ends_as_an_uninterrupted_run(project, baseline, poi
     resumed, summary = project.run("--resume", which, summary=f"resumed-{point}.json")
     assert resumed.returncode == 0, explain(resumed)
     assert summary["run_name"] == name and summary["status"] == "registered", summary
+    # Continued from the last checkpoint, not retrained from scratch (which would end with the same weights).
+    assert summary["training"]["resumed_from"] == (10 if point == "train.step:12" else STEPS)
     assert_same_generator(summary["run_dir"], baseline["run_dir"])
     assert loss_rows(summary["run_dir"]) == loss_rows(baseline["run_dir"])  # steps 1..20 once, same values
 
     runs = mlflow_runs_named(client, name)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # one MLflow run, continued, not orphaned
     run_id = runs[0].info.run_id
-    steps = {m.step for m in client.get_metric_history(run_id, "g_loss")}
-    assert steps == set(range(1, STEPS + 1))  # metrics keep their step numbers
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "g_loss"))
+    assert steps == list(range(1, STEPS + 1))  # metrics keep their step numbers, each logged once
     mine = [v for v in versions(client).values() if v.run_id == run_id]
     assert len(mine) == 1 and set(versions(client)) - before_versions == {str(mine[0].version)}
     assert "promotion_reason" in mine[0].tags and mine[0].tags["ganpipe.run_id"] == run_id
