@@ -39,7 +39,15 @@ def cmd_run(args) -> int:
 
         connect_store(cfg, Path.cwd())  # a store that is down fails now (exit 8), not after training
 
-    code = run_guarded(check_inputs)
+    def check_resume():
+        """A run name that names nothing fails here, before Prefect or MLflow start; the flow checks the rest
+        (config, code and data against the run's record)."""
+        from pipelines.runstate import find_run_dir
+
+        if args.resume != "auto" and not args.resume.startswith("prefect.flow-run."):
+            find_run_dir(Path.cwd(), args.resume)
+
+    code = run_guarded(check_resume if args.resume else check_inputs)
     if code != EXIT_OK:
         if args.summary_json:
             Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +60,7 @@ def cmd_run(args) -> int:
             state["summary"] = training_pipeline(model=args.model, dataset=args.dataset, preset=args.preset,
                                                  overrides=args.set, params_path=args.params,
                                                  project_dir=str(Path.cwd()), progress=not args.no_progress,
-                                                 entry_point="ganpipe run")
+                                                 entry_point="ganpipe run", resume=args.resume, force=args.force)
         except GateRejected as rejected:
             state["summary"] = rejected.summary
             raise
@@ -257,6 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", default=None, help="smoke | default (params.yaml presets)")
     run.add_argument("--summary-json", default=None, help="also write the machine-readable run summary here")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--resume", default=None, metavar="RUN",
+                     help="continue an interrupted run (a name under runs/, or `latest`) from its last checkpoint, "
+                          "in the same MLflow run, with its own settings; refused (exit 2) if params, code or "
+                          "data changed")
+    run.add_argument("--force", action="store_true",
+                     help="train and register even when a registered version has the same data version, code "
+                          "version and params (otherwise: \"up to date\", exit 0, nothing trained)")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="validate a data set with Great Expectations")

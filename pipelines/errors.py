@@ -15,6 +15,8 @@ Exit codes (documented in the README):
      tracking.connect_retries tries with backoff (checked before training; a trained checkpoint is kept)
   9  storage refused a write: disk or quota full, read-only or unwritable run directory (the previous
      checkpoint stays intact; nothing registered)
+  130  stopped by SIGINT (Ctrl-C) / 143  stopped by SIGTERM: checkpoint written, MLflow run KILLED;
+     continue it with the printed `ganpipe run --resume RUN`
 
 This module imports nothing from the rest of ``pipelines``: cli, flow, stages, config and models
 all import it, never each other in a cycle.
@@ -29,7 +31,8 @@ from typing import Callable
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_VALIDATION, EXIT_GATES, EXIT_DIVERGED, EXIT_EXPORT = 0, 1, 2, 3, 4, 5, 6
 EXIT_EVALUATION = 7
 EXIT_TRACKING, EXIT_STORAGE = 8, 9
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class ConfigError(ValueError):
@@ -54,6 +57,18 @@ class EvaluationError(RuntimeError):
 
 class TrackingUnavailable(RuntimeError):
     """The MLflow tracking store or server did not answer after the configured retries (exit code 8)."""
+
+
+class RunInterrupted(BaseException):
+    """SIGINT or SIGTERM stopped the run (exit 128 + signal number). A ``BaseException`` like
+    ``KeyboardInterrupt``, so no ``except Exception`` on the way up mistakes a deliberate stop for a
+    failure. ``hint`` says how to continue (the flow fills it in once it knows the run)."""
+
+    def __init__(self, signum: int, hint: str = ""):
+        import signal
+
+        self.signum, self.exit_code, self.hint = signum, 128 + signum, hint
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
 
 
 class GateRejected(Exception):
@@ -149,6 +164,9 @@ def run_guarded(fn: Callable[[], object]) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except RunInterrupted as stop:  # one line, no traceback: what stopped it and how to continue
+        print(f"ganpipe: {stop}{'; ' + stop.hint if stop.hint else ''}", file=sys.stderr)
+        return stop.exit_code
     except BaseException as error:  # noqa: BLE001 (the CLI boundary)
         cause = _unwrap(error)
         code = exit_code_for(cause)

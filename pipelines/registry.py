@@ -18,7 +18,17 @@ value) is the fallback for versions registered by other means. A run's metric ca
 again after registration, so the tag is the more faithful record of the decision.
 
 Version tags written at registration: ``gate_status=passed``, ``primary_metric=<name>``,
-``metric.<name>=<value>`` for every metric, and, once decided, ``promotion_reason``.
+``metric.<name>=<value>`` for every metric, the run's fingerprint (``ganpipe.run_id``,
+``ganpipe.data_version``, ``ganpipe.code_version``, ``ganpipe.params_hash``) and, once decided,
+``promotion_reason`` (written last: its presence means the decision is complete).
+
+Registration is idempotent per run: a process killed anywhere inside ``promote`` leaves at most one
+version for its run, and ``promote`` called again for the same run (a resumed run) finds that version
+(``version_for_run``) instead of creating another, then finishes what was left (aliases, tags).
+
+When the champion was scored on another data version than the new run, the flow re-scores it on the
+new run's reference set and passes ``champion_rescore``: the decision compares both models on the
+same data, and the version records both scores and both data versions (``decision.*`` tags).
 """
 
 from __future__ import annotations
@@ -67,6 +77,9 @@ def promote(
     metrics: dict[str, float],
     primary_metric: str,
     lower_is_better: bool = True,
+    *,
+    fingerprint: dict[str, str] | None = None,
+    champion_rescore: "ChampionRescore | None" = None,
 ) -> PromotionDecision:
     """Register ``model_uri`` as a new version of ``model_name`` and move the aliases.
 
@@ -75,27 +88,55 @@ def promote(
     only for runs that passed every gate. Raises ``ValueError`` before touching the registry
     when the primary metric is missing or not finite, the run was rejected, or the model was
     not logged by ``run_id``.
+
+    fingerprint: tags recorded on the version (``ganpipe.data_version`` etc.; see ``up_to_date_version``).
+    champion_rescore: the champion's score on this run's data, when it was scored on other data.
     """
+    from pipelines.interrupt import kill_point
+
     value = _primary_value(metrics, primary_metric)
-    tags = {GATE_STATUS: "passed", "primary_metric": primary_metric}
+    tags = {GATE_STATUS: "passed", "primary_metric": primary_metric, RUN_ID_TAG: run_id, **(fingerprint or {})}
     tags |= {f"metric.{_tag_key(name)}": repr(float(v)) for name, v in metrics.items()}
     _refuse_rejected_run(client, run_id)
     source, model_id = _resolve_logged_model(client, run_id, model_uri)
     # Checks above, writes below: a refused run leaves the registry untouched.
     _ensure_registered_model(client, model_name)
+    version = version_for_run(client, model_name, run_id)  # registered before this process was killed
+    if version is not None and "promotion_reason" in version.tags:
+        _tag_registered_run(client, run_id, model_name, version.version)
+        return _recorded_decision(client, version, value, primary_metric, lower_is_better)
     champion = version_by_alias(client, model_name, CHAMPION)
-    champion_value = _champion_value(client, champion, primary_metric) if champion else None
+    champion_value = None
+    if version is not None and champion is not None and champion.version == version.version:
+        champion = None  # the alias moved to this run's version before the process was killed: decided
+        becomes_champion, reason = True, "becomes champion (its alias was set before the run was interrupted)"
+    else:
+        champion_value = _champion_value(client, champion, primary_metric) if champion else None
+        rescored = champion is not None and champion_rescore is not None and \
+            champion_rescore.version == str(champion.version)
+        if rescored:  # both models judged on this run's reference set
+            tags |= champion_rescore.tags(value, fingerprint or {})
+            champion_value = champion_rescore.value
+        becomes_champion, reason = _judge(champion, champion_value, value, primary_metric, lower_is_better)
+        if rescored:
+            reason += (f" (champion re-scored on this run's data {champion_rescore.data_version[:12]}; it scored "
+                       f"{champion_rescore.original_value} on its own data "
+                       f"{champion_rescore.original_data_version[:12] or 'unknown'})")
 
-    version = client.create_model_version(model_name, source, run_id, tags=tags, model_id=model_id)
+    if version is None:
+        # One SQL transaction creates the version with its tags: a kill leaves all of it or nothing.
+        version = client.create_model_version(model_name, source, run_id, tags=tags, model_id=model_id)
+        kill_point("register.version_created")
+    else:  # created by the interrupted attempt; its tags are rewritten with the same values
+        for key, tag_value in tags.items():
+            client.set_model_version_tag(model_name, version.version, key, tag_value)
     client.set_registered_model_alias(model_name, CHALLENGER, version.version)
-
-    becomes_champion, reason = _judge(champion, champion_value, value, primary_metric, lower_is_better)
     if becomes_champion:
         client.set_registered_model_alias(model_name, CHAMPION, version.version)
+    kill_point("register.aliases_set")
     reason = f"{model_name} v{version.version}: {reason}"
     client.set_model_version_tag(model_name, version.version, "promotion_reason", _clip(reason))
-    client.log_batch(run_id, tags=[RunTag(GATE_STATUS, "passed"),
-                                   RunTag("registered_model_version", f"{model_name}/{version.version}")])
+    _tag_registered_run(client, run_id, model_name, version.version)
     return PromotionDecision(
         model_name=model_name,
         version=str(version.version),
@@ -107,6 +148,74 @@ def promote(
         primary_metric=primary_metric,
         lower_is_better=lower_is_better,
     )
+
+
+RUN_ID_TAG = "ganpipe.run_id"
+FINGERPRINT_TAGS = ("ganpipe.data_version", "ganpipe.code_version", "ganpipe.params_hash")
+
+
+@dataclass(frozen=True)
+class ChampionRescore:
+    """The champion's primary metric on the new run's reference set, next to the one it was registered with."""
+
+    version: str
+    value: float
+    data_version: str  # the new run's data, on which ``value`` was measured
+    original_value: float | None
+    original_data_version: str  # "" when the champion was registered without a data-version tag
+
+    def tags(self, challenger_value: float, fingerprint: dict[str, str]) -> dict[str, str]:
+        return {"decision.champion_version": self.version,
+                "decision.champion_score": repr(float(self.value)),
+                "decision.champion_score_on_own_data": repr(self.original_value),
+                "decision.champion_data_version": self.original_data_version or "unknown",
+                "decision.challenger_score": repr(float(challenger_value)),
+                "decision.challenger_data_version": fingerprint.get("ganpipe.data_version", self.data_version),
+                "decision.data_version": self.data_version}
+
+
+def version_for_run(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
+    """The version of ``model_name`` registered from run ``run_id``, if any (the lowest, should there be several)."""
+    try:
+        found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    except MlflowException:
+        return None
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def up_to_date_version(client: MlflowClient, model_name: str, fingerprint: dict[str, str],
+                       exclude_run_id: str | None = None) -> ModelVersion | None:
+    """A registered version with the same data version, code version and params hash, if any.
+
+    A scheduled run that finds one would train the same model again: it reports "up to date" instead.
+    """
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException:  # no such registered model yet
+        return None
+    for version in sorted(versions, key=lambda v: -int(v.version)):
+        if version.run_id == exclude_run_id:
+            continue
+        if all(version.tags.get(k) == fingerprint.get(k) and fingerprint.get(k) for k in FINGERPRINT_TAGS):
+            return version
+    return None
+
+
+def _recorded_decision(client: MlflowClient, version: ModelVersion, value: float, primary_metric: str,
+                       lower_is_better: bool) -> PromotionDecision:
+    """The decision a previous (interrupted) attempt of the same run completed, read back from the registry."""
+    aliases = client.get_registered_model(version.name).aliases
+    held = [a for a, v in aliases.items() if str(v) == str(version.version)]
+    return PromotionDecision(model_name=version.name, version=str(version.version),
+                             aliases=[a for a in (CHAMPION, CHALLENGER) if a in held],
+                             previous_champion_version=version.tags.get("decision.champion_version"),
+                             previous_champion_value=None, value=value, reason=version.tags["promotion_reason"],
+                             primary_metric=primary_metric, lower_is_better=lower_is_better)
+
+
+def _tag_registered_run(client: MlflowClient, run_id: str, model_name: str, version: str) -> None:
+    client.log_batch(run_id, tags=[RunTag(GATE_STATUS, "passed"),
+                                   RunTag("registered_model_version", f"{model_name}/{version}")])
 
 
 def record_rejection(client: MlflowClient, run_id: str, failed_gates: dict[str, str]) -> None:

@@ -11,7 +11,8 @@ def print_summary(summary: dict) -> None:
 
     console = Console(file=sys.stdout, width=110)
     status = summary.get("status", "unknown")
-    colour = {"registered": "green", "rejected": "yellow"}.get(status, "red")
+    colour = {"registered": "green", "up_to_date": "green", "rejected": "yellow",
+              "interrupted": "yellow"}.get(status, "red")
     table = Table(title=f"ganpipe run {summary.get('run_name', '')}: [{colour}]{status}[/]", show_lines=False)
     table.add_column("metric")
     table.add_column("value", justify="right")

@@ -41,6 +41,14 @@ def write_json(data: dict, path: str | os.PathLike) -> Path:
     return path
 
 
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """Atomic text write (temp file + rename)."""
+    path = Path(path)
+    with atomic_write(path, "w") as f:
+        f.write(text)
+    return path
+
+
 # -- validate + prepare ----------------------------------------------------------------------
 
 
@@ -70,16 +78,33 @@ def prepare_stage(cfg: RunConfig, out_path: str | os.PathLike) -> dict:
 
 
 class LossCSV(Callback):
-    """Per-step losses to a CSV (DVC plots read it); written to a temp name and renamed at the end."""
+    """Per-step losses to a CSV (DVC plots read it); written atomically at every checkpoint and at the end.
+
+    Written with each checkpoint so that a resumed run finds the rows up to its checkpoint's step and
+    continues the file instead of starting a new one at the resume step.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         self.rows: list[dict] = []
 
+    def on_train_start(self, trainer):
+        if trainer.step and self.path.is_file():  # resumed: keep the rows up to the checkpoint's step
+            with open(self.path, newline="") as f:
+                self.rows = [{k: (int(v) if k == "step" else float(v)) for k, v in row.items() if v != ""}
+                             for row in csv.DictReader(f)]
+            self.rows = [r for r in self.rows if r["step"] <= trainer.step]
+
     def on_step_end(self, trainer, step, logs):
         self.rows.append({"step": step, **logs})
 
+    def on_checkpoint(self, trainer, path):
+        self._write()
+
     def on_train_end(self, trainer, result):
+        self._write()
+
+    def _write(self):
         if not self.rows:
             return
         keys = ["step"] + sorted({k for r in self.rows for k in r} - {"step"})
@@ -129,14 +154,16 @@ def train_stage(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.
     losses = LossCSV(out_dir / "losses.csv")
     grids = SampleGrids(out_dir / "samples", every, data, on_image=on_image)
     refs = references(cfg, data)  # trains (and caches) the domain classifier: a weak one fails before training
-    extra = list(callbacks) + _monitor_callbacks(cfg, data, refs, on_metrics)
+    # The caller's callbacks last: one of them may stop the run at the end of a step (a signal), after
+    # every other callback has seen that step.
+    extra = _monitor_callbacks(cfg, data, refs, on_metrics) + list(callbacks)
     trainer = Trainer(model, data, cfg.train, workdir=out_dir, callbacks=[losses, grids, *extra],
                       data_info={"name": data.name, "hash": data.data_hash, "path": str(data_path)})
     result = trainer.fit(resume=resume)
     curves = save_loss_curves(losses.path, out_dir / "loss_curves.png") if losses.rows else None
     return {"checkpoint": str(result.checkpoint), "steps": result.steps, "seconds": round(result.seconds, 2),
             "rollbacks": result.rollbacks, "stopped_early": result.stopped_early, "stop_reason": result.stop_reason,
-            "final_losses": result.logs, "losses_csv": str(losses.path),
+            "resumed_from": result.resumed_from, "final_losses": result.logs, "losses_csv": str(losses.path),
             "loss_curves": str(curves) if curves else None, "sample_grids": [str(p) for p in grids.paths],
             "device": str(trainer.device), "parameters_G": sum(p.numel() for p in trainer.generator.parameters())}
 
@@ -245,6 +272,20 @@ def evaluate_stage(cfg: RunConfig, data_path: str | os.PathLike, checkpoint: str
     return {"metrics": metrics, "primary_metric": primary, "primary_value": metrics.get(primary),
             "gates": gates.to_dict(), "passed": not failed, "failed_gates": failed,
             "samples": str(grid), "data_hash": data.data_hash, "sweeps": sweeps}
+
+
+def score_stage(cfg: RunConfig, data_path: str | os.PathLike, checkpoint: str | os.PathLike) -> dict[str, float]:
+    """The metrics of a trained model (e.g. the registered champion) on ``data_path``'s reference set, with
+    the same evaluation settings ``evaluate_stage`` uses, so two models scored this way compare."""
+    from ganmodels.metrics import evaluate_model
+
+    data = PreparedDataset.load(data_path)
+    model = load_model(checkpoint)
+    refs = references(cfg, data)
+    metrics = evaluate_model(model, data, n_samples=cfg.eval.n_samples, classifier=refs.classifier,
+                             classifier_accuracy=refs.classifier_accuracy, inception_weights=cfg.eval.inception_weights,
+                             seed=cfg.eval.seed, modes=refs.modes, cas_epochs=cfg.eval.cas_epochs)
+    return {k: float(v) for k, v in metrics.items()}
 
 
 # -- export -----------------------------------------------------------------------------------

@@ -216,6 +216,16 @@ class RunLogger:
         logger.log_params(params)
         return logger
 
+    @classmethod
+    def reopen(cls, cfg: RunConfig, project_dir: Path, run_id: str) -> "RunLogger":
+        """The existing run ``run_id`` set back to RUNNING: a resumed run continues the same MLflow run, so
+        its metrics keep their step numbers and no interrupted run is left behind."""
+        uri = tracking_uri(cfg, project_dir)
+        mlflow.set_tracking_uri(uri)
+        client = MlflowClient(uri)
+        client.update_run(run_id, status="RUNNING")
+        return cls(client, run_id)
+
     @property
     def experiment_id(self) -> str:
         return self.client.get_run(self.run_id).info.experiment_id
@@ -288,6 +298,11 @@ class MlflowLossLogger(Callback):
         self.run.set_tags({f"rollback.{event.rollbacks}": f"step {event.step} -> {event.restored_step}: "
                                                           f"{event.reason} (lr x{event.lr_scale:g})"})
 
+    def on_checkpoint(self, trainer, path):
+        # Whatever a checkpoint holds is in MLflow too: a run killed later resumes from that step, and
+        # only the steps after it can be logged twice (same step numbers, same values on CPU).
+        self.flush()
+
     def on_train_end(self, trainer, result):
         self.flush()
 
@@ -295,6 +310,33 @@ class MlflowLossLogger(Callback):
         for i in range(0, len(self.buffer), 1000):
             self.run.client.log_batch(self.run.run_id, metrics=self.buffer[i:i + 1000])
         self.buffer = []
+
+
+def logged_generator(run: RunLogger) -> str | None:
+    """``models:/<id>`` of the generator this run already logged completely (status READY), if any.
+
+    A resumed run reuses it rather than logging a second model; a logged model left PENDING or FAILED
+    by a kill is ignored (nothing was registered from it).
+    """
+    experiment_id = run.client.get_run(run.run_id).info.experiment_id
+    found = [m for m in run.client.search_logged_models([experiment_id], filter_string=f"name = '{GENERATOR_ARTIFACT}'")
+             if m.source_run_id == run.run_id and str(getattr(m.status, "name", m.status)).upper().endswith("READY")]
+    return f"models:/{found[0].model_id}" if found else None
+
+
+@contextmanager
+def download_version_checkpoint(client: MlflowClient, model_name: str, version: str) -> Iterator[Path]:
+    """The ganpipe checkpoint inside registered version ``model_name``/``version``, in a temp folder."""
+    from mlflow.artifacts import download_artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(download_artifacts(artifact_uri=f"models:/{model_name}/{version}", dst_path=tmp,
+                                        tracking_uri=client._tracking_client.tracking_uri))
+        found = sorted(local.rglob(CHECKPOINT_FILE))
+        if not found:
+            raise FileNotFoundError(f"registered version {model_name}/{version} holds no {CHECKPOINT_FILE}; it was "
+                                    "not logged by ganpipe and cannot be re-scored")
+        yield found[0]
 
 
 def log_generator(run: RunLogger, checkpoint: str | os.PathLike) -> str:

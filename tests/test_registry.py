@@ -198,3 +198,64 @@ def test_record_rejection_needs_a_failed_gate(store):
     run, _ = log_run(store, {"fid": 1.0})
     with pytest.raises(ValueError):
         record_rejection(store[0], run, {})
+
+
+def test_promote_again_for_the_same_run_reuses_its_version(store, monkeypatch):
+    """A run killed inside registration and resumed registers once: the version created before the kill
+    (found by run id) is completed, not duplicated."""
+    import signal as signals
+
+    import pipelines.interrupt as interrupt
+
+    client = store[0]
+    run1, uri1 = log_run(store, {"fid": 30.0})
+    promote(client, MODEL, run1, uri1, {"fid": 30.0}, "fid")
+    run2, uri2 = log_run(store, {"fid": 20.0})
+    # The kill hook, caught instead of killing the test process: the version exists, no alias moved yet.
+    monkeypatch.setenv(interrupt.KILL_ENV, "register.version_created:1")
+    monkeypatch.setattr(interrupt.os, "kill", lambda pid, sig: (_ for _ in ()).throw(RuntimeError(f"killed {sig}")))
+    monkeypatch.setattr(interrupt, "_kill_counts", {})
+    with pytest.raises(RuntimeError, match=f"killed {signals.SIGKILL}"):
+        promote(client, MODEL, run2, uri2, {"fid": 20.0}, "fid", fingerprint={"ganpipe.data_version": "d1"})
+    assert n_versions(client) == 2 and aliases(client) == {"champion": "1", "challenger": "1"}
+    monkeypatch.delenv(interrupt.KILL_ENV)
+    resumed = promote(client, MODEL, run2, uri2, {"fid": 20.0}, "fid", fingerprint={"ganpipe.data_version": "d1"})
+    assert (resumed.version, sorted(resumed.aliases), resumed.previous_champion_version) == \
+        ("2", ["challenger", "champion"], "1")
+    assert n_versions(client) == 2 and aliases(client) == {"champion": "2", "challenger": "2"}
+    again = promote(client, MODEL, run2, uri2, {"fid": 20.0}, "fid")  # a third attempt: the recorded decision
+    assert (again.version, again.reason) == ("2", resumed.reason) and n_versions(client) == 2
+    assert client.get_model_version(MODEL, "2").tags["ganpipe.run_id"] == run2
+
+
+def test_up_to_date_version_matches_all_three_fingerprint_tags(store):
+    from pipelines.registry import up_to_date_version
+
+    client = store[0]
+    fingerprint = {"ganpipe.data_version": "d1", "ganpipe.code_version": "c1", "ganpipe.params_hash": "p1"}
+    assert up_to_date_version(client, MODEL, fingerprint) is None  # no registered model yet
+    run1, uri1 = log_run(store, {"fid": 30.0})
+    promote(client, MODEL, run1, uri1, {"fid": 30.0}, "fid", fingerprint=fingerprint)
+    assert up_to_date_version(client, MODEL, fingerprint).version == 1
+    assert up_to_date_version(client, MODEL, fingerprint, exclude_run_id=run1) is None  # a run is not its own twin
+    for key in fingerprint:
+        assert up_to_date_version(client, MODEL, {**fingerprint, key: "other"}) is None
+
+
+def test_a_rescored_champion_decides_and_both_scores_are_recorded(store):
+    from pipelines.registry import ChampionRescore
+
+    client = store[0]
+    run1, uri1 = log_run(store, {"fid": 30.0})
+    promote(client, MODEL, run1, uri1, {"fid": 30.0}, "fid", fingerprint={"ganpipe.data_version": "old"})
+    run2, uri2 = log_run(store, {"fid": 25.0})
+    # 25 beats the champion's 30 on its own data, but not its 20 on the new data: the champion stays.
+    rescore = ChampionRescore(version="1", value=20.0, data_version="new", original_value=30.0,
+                              original_data_version="old")
+    decision = promote(client, MODEL, run2, uri2, {"fid": 25.0}, "fid", fingerprint={"ganpipe.data_version": "new"},
+                       champion_rescore=rescore)
+    assert decision.aliases == ["challenger"] and decision.previous_champion_value == 20.0
+    tags = client.get_model_version(MODEL, "2").tags
+    assert (tags["decision.champion_score"], tags["decision.champion_score_on_own_data"]) == ("20.0", "30.0")
+    assert (tags["decision.champion_data_version"], tags["decision.challenger_data_version"]) == ("old", "new")
+    assert tags["decision.challenger_score"] == "25.0" and "re-scored" in tags["promotion_reason"]

@@ -198,7 +198,8 @@ def test_deployments_on_a_real_server_with_a_worker(prefect_server, tmp_path):
     pull = [{"prefect.deployments.steps.set_working_directory": {"directory": str(project)}}]
     assert nightly["work_pool_name"] == POOL and smoke["work_pool_name"] == POOL
     assert nightly["pull_steps"] == pull and smoke["pull_steps"] == pull
-    assert nightly["parameters"] == {"dataset": "digits", "preset": "default", "params_path": "params.yaml"}
+    assert nightly["parameters"] == {"dataset": "digits", "preset": "default", "params_path": "params.yaml",
+                                    "resume": "auto"}
     assert smoke["parameters"] == {"dataset": "digits", "preset": "smoke", "params_path": "params.yaml"}
     assert [(s["schedule"].get("cron"), s["schedule"].get("timezone"), s["active"]) for s in nightly["schedules"]] \
         == [("0 2 * * *", "UTC", True)]
@@ -210,6 +211,16 @@ def test_deployments_on_a_real_server_with_a_worker(prefect_server, tmp_path):
         assert deployed["work_pool_name"] == declared[name]["work_pool"]["name"]
         assert deployed["job_variables"] == declared[name]["work_pool"]["job_variables"]
         assert deployed["pull_steps"] == declared[name]["pull"] and deployed["schedules"] == []
+    # A crashed nightly run is started again by its trigger, resuming the crashed flow run's run.
+    import httpx
+
+    automations = httpx.get(f"{api_url}/automations/related-to/prefect.deployment.{nightly['id']}", timeout=30).json()
+    assert len(automations) == 1, automations
+    trigger, [action] = automations[0]["trigger"], automations[0]["actions"]
+    assert trigger["expect"] == ["prefect.flow-run.Crashed"]
+    related = trigger["match_related"] if isinstance(trigger["match_related"], list) else [trigger["match_related"]]
+    assert {"prefect.resource.role": "deployment", "prefect.resource.name": "nightly-retrain"} in related
+    assert action["type"] == "run-deployment" and action["parameters"] == {"resume": "{{ event.resource.id }}"}
 
     # The worker serves only the smoke deployment's queue: a nightly run that fell due while the
     # test runs (near 02:00 UTC) would otherwise start a 3000-step training here.

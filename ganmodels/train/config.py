@@ -43,7 +43,11 @@ class TrainConfig:
     lr_decay_start: float = 1.0
     diffaugment: str = ""  # e.g. "color,translation,cutout" (Zhao et al. 2020)
     seed: int = 0
-    checkpoint_every: int = 500
+    checkpoint_every: int = 500  # steps between checkpoints (and resume points)
+    # Also checkpoint when this many seconds passed since the last one (0: steps only), so a slow run
+    # killed between step-based checkpoints loses at most this much work. Checkpoints never change
+    # the numbers a run produces: a run resumed from any of them ends bitwise equal on CPU.
+    checkpoint_seconds: float = 0.0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool | None = None  # bf16 autocast; None = on for CUDA
     guard: GuardConfig = field(default_factory=GuardConfig)
@@ -65,6 +69,8 @@ class TrainConfig:
             errors.append(f"ema_beta must be in [0, 1) (got {self.ema_beta})")
         if min(self.d_steps, self.reg_every, self.checkpoint_every) < 1:
             errors.append("d_steps, reg_every and checkpoint_every must be >= 1")
+        if self.checkpoint_seconds < 0:
+            errors.append(f"checkpoint_seconds must be >= 0 (got {self.checkpoint_seconds}; 0 switches it off)")
         if self.r1_gamma < 0 or self.gp_lambda < 0:
             errors.append("r1_gamma and gp_lambda must be >= 0")
         try:

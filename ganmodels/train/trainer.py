@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # Train-config fields a resumed run may change: how long it runs and where/how often it saves.
 # Anything else (losses, learning rates, EMA, regularisers, seed) would make the resumed run a
 # different run than the one whose checkpoint it continues.
-RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "device"})
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "checkpoint_seconds", "device"})
 
 
 class DivergenceDetected(Exception):
@@ -130,6 +130,7 @@ class Trainer:
         self.rollbacks = 0
         self._stop_reason = ""
         self._last_good: dict | None = None
+        self._last_checkpoint_time = time.monotonic()
 
     # -- public API -------------------------------------------------------------------------
     @property
@@ -182,7 +183,7 @@ class Trainer:
             self.step += 1
             for cb in self.callbacks:
                 cb.on_step_end(self, self.step, logs)
-            if self.step % self.cfg.checkpoint_every == 0 and self.step < total:
+            if self._checkpoint_due() and self.step < total:
                 self._checkpoint()
         return logs
 
@@ -346,7 +347,20 @@ class Trainer:
         if missing:
             raise ResumeError(f"checkpoint lacks {missing}; it was written by another model family")
 
+    def _checkpoint_due(self) -> bool:
+        """Every ``checkpoint_every`` steps, and also after ``checkpoint_seconds`` of wall time (when > 0)."""
+        if self.step % self.cfg.checkpoint_every == 0:
+            return True
+        seconds = self.cfg.checkpoint_seconds
+        return seconds > 0 and time.monotonic() - self._last_checkpoint_time >= seconds
+
+    def checkpoint(self) -> Path | None:
+        """Write the current state now (e.g. when a signal asks the run to stop between steps); the
+        state between two steps is always complete, so resuming from it is exact."""
+        return self._checkpoint()
+
     def _checkpoint(self) -> Path | None:
+        self._last_checkpoint_time = time.monotonic()
         self._remember_good()
         if self.checkpoint_path is None:
             return None
