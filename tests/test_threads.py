@@ -55,3 +55,16 @@ def test_cli_sets_the_policy_before_torch_loads():
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_process_deployments_start_flows_with_the_passive_policy():
+    """A deployment's flow run imports torch before setup_environment: the policy must come from its job env."""
+    from pathlib import Path
+
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "prefect.yaml").read_text())
+    process = [d for d in spec["deployments"] if d["work_pool"]["name"] == "ganpipe-process"]
+    assert process
+    for d in process:
+        assert d["work_pool"]["job_variables"]["env"]["OMP_WAIT_POLICY"] == "PASSIVE", d["name"]
