@@ -122,6 +122,77 @@ def test_a_locked_sqlite_store_exits_8_before_training(tmp_path):
     assert not (project.root / "runs").exists()
 
 
+def _start_mlflow_server(home: Path, env: dict) -> tuple[subprocess.Popen, str]:
+    """``mlflow server`` on a SQLite store with served artifacts, on a free loopback port."""
+    import urllib.request
+
+    from test_pipeline_e2e import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{home / 'store.db'}",
+           "--artifacts-destination", str(home / "artifacts"), "--serve-artifacts", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", "1"]
+    log = open(home / "server.log", "w")
+    proc = subprocess.Popen(cmd, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
+        try:
+            urllib.request.urlopen(f"{url}/health", timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"mlflow server did not start: {(home / 'server.log').read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    import os
+    import signal
+
+    with __import__("contextlib").suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the server and its uvicorn workers, at once: a crash
+    proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_tracking_server_lost_mid_run_exits_8_keeps_the_checkpoint_and_registers_nothing(tmp_path):
+    """The server answers the start-up check, then dies while the model trains: the run fails with exit 8
+    and one line, its last checkpoint stays on disk, and the registry (the server's store, looked at after
+    a restart) holds no version."""
+    home = tmp_path / "server"
+    home.mkdir()
+    project = make_project(tmp_path / "project", cli_env(tmp_path))
+    server, url = _start_mlflow_server(home, cli_env(home))
+    project.env.update(MLFLOW_TRACKING_URI=url, MLFLOW_HTTP_REQUEST_MAX_RETRIES="1",
+                       MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR="0")
+    steps = ("--preset", "smoke", "--no-progress", "--set", "train.steps=400", "--set", "train.checkpoint_every=20",
+             "--set", "monitor.every=0", "--summary-json", "summary.json")
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "ganpipe"), "run", *steps], cwd=project.root,
+                            env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not list((project.root / "runs").glob("*/train/checkpoints/last.pt")):
+            assert proc.poll() is None, f"the run ended before its first checkpoint: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+            time.sleep(0.1)
+    finally:
+        _stop(server)
+    out, err = proc.communicate(timeout=600)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    assert result.returncode == 8, explain(result)
+    assert last_line(result).startswith("ganpipe: tracking store unavailable:") and no_traceback(result)
+    [checkpoint] = list((project.root / "runs").glob("*/train/checkpoints/last.pt"))
+    import torch
+
+    assert torch.load(checkpoint, weights_only=True)["step"] >= 20  # a whole checkpoint to resume from
+    summary = json.loads((project.root / "summary.json").read_text())
+    assert summary["exit_code"] == 8 and "registry" not in summary
+    from mlflow import MlflowClient
+
+    assert MlflowClient(f"sqlite:///{home / 'store.db'}").search_registered_models() == []
+
+
 # -- storage refuses writes -----------------------------------------------------------------------
 
 # Patches one system call, then runs the CLI exactly as the ganpipe script does.
