@@ -26,7 +26,10 @@ def print_summary(summary: dict) -> None:
         verdict = ("[green]pass[/]" if gate["passed"] else "[red]FAIL[/]") if gate else ""
         table.add_row(name + (" (primary)" if name == evaluation.get("primary_metric") else ""), f"{value:.4g}", rule,
                       verdict)
-    console.print(table)
+    if table.row_count:
+        console.print(table)
+    else:  # nothing evaluated (up to date, stopped early, failed before evaluation): the status line alone
+        console.print(f"ganpipe run {summary.get('run_name', '')}: [{colour}]{status}[/]")
     registry = summary.get("registry") or {}
     if registry.get("registered"):
         console.print(f"registry: {registry['model_name']} v{registry['version']} aliases "
