@@ -33,9 +33,13 @@ def load_model_from_uri(model_uri: str, *, project_dir: str | os.PathLike | None
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    from pipelines.tracking import CHECKPOINT_FILE
+    from pipelines.config import load_tracking_config
+    from pipelines.tracking import CHECKPOINT_FILE, tracking_uri
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(project_dir or os.getcwd()).resolve() / 'mlflow.db'}"
+    # The store `ganpipe run` registers to from this project: params.yaml's tracking.tracking_uri, else
+    # $MLFLOW_TRACKING_URI, else the project's mlflow.db (a shared server set in params.yaml is found too).
+    root = Path(project_dir or os.getcwd()).resolve()
+    uri = tracking_uri(load_tracking_config(root / "params.yaml"), root)
     import mlflow
 
     mlflow.set_tracking_uri(uri)

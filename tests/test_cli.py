@@ -117,6 +117,16 @@ def test_sample_with_a_bad_reference_exits_2(tmp_path, args, named):
     assert not (tmp_path / "x.npy").exists()
 
 
+def test_sample_reads_the_store_named_in_params_yaml(tmp_path):
+    """`ganpipe sample models:/...` looks in the store `ganpipe run` registers to: tracking.tracking_uri in the
+    project's params.yaml (a shared server, another database) wins over the project's own mlflow.db."""
+    other = tmp_path / "shared" / "store.db"
+    other.parent.mkdir()
+    (tmp_path / "params.yaml").write_text(f"tracking:\n  tracking_uri: sqlite:///{other}\n")
+    result = ganpipe(tmp_path, "sample", "models:/nosuch@champion", "--out", "x.npy")
+    assert result.returncode == 2 and f"not found in the registry at sqlite:///{other}" in result.stderr
+
+
 def test_export_with_a_missing_checkpoint_exits_2(tmp_path):
     result = ganpipe(tmp_path, "export", "missing.pt", "--out", "g.onnx")
     assert result.returncode == 2 and "missing.pt" in last_line(result)
