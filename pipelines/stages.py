@@ -251,9 +251,7 @@ def evaluate_stage(cfg: RunConfig, data_path: str | os.PathLike, checkpoint: str
     data = PreparedDataset.load(data_path)
     model = load_model(checkpoint)
     refs = references(cfg, data)
-    metrics = evaluate_model(model, data, n_samples=cfg.eval.n_samples, classifier=refs.classifier,
-                             classifier_accuracy=refs.classifier_accuracy, inception_weights=cfg.eval.inception_weights,
-                             seed=cfg.eval.seed, modes=refs.modes, cas_epochs=cfg.eval.cas_epochs)
+    metrics = _score(cfg, model, data, refs)
     gates = evaluate_gates(metrics, cfg.gates)
     failed = {**gates.failed, **failed_early_stop(str(load_checkpoint(checkpoint).get("stop_reason", "")))}
     grid = save_preview(model, data, out_dir / "samples.png", seed=cfg.eval.seed)
@@ -277,15 +275,19 @@ def evaluate_stage(cfg: RunConfig, data_path: str | os.PathLike, checkpoint: str
 def score_stage(cfg: RunConfig, data_path: str | os.PathLike, checkpoint: str | os.PathLike) -> dict[str, float]:
     """The metrics of a trained model (e.g. the registered champion) on ``data_path``'s reference set, with
     the same evaluation settings ``evaluate_stage`` uses, so two models scored this way compare."""
-    from ganmodels.metrics import evaluate_model
-
     data = PreparedDataset.load(data_path)
     model = load_model(checkpoint)
-    refs = references(cfg, data)
-    metrics = evaluate_model(model, data, n_samples=cfg.eval.n_samples, classifier=refs.classifier,
-                             classifier_accuracy=refs.classifier_accuracy, inception_weights=cfg.eval.inception_weights,
-                             seed=cfg.eval.seed, modes=refs.modes, cas_epochs=cfg.eval.cas_epochs)
-    return {k: float(v) for k, v in metrics.items()}
+    return {k: float(v) for k, v in _score(cfg, model, data, references(cfg, data)).items()}
+
+
+def _score(cfg: RunConfig, model, data: PreparedDataset, refs: References) -> dict:
+    """The run's metrics with its evaluation settings: one place, so a challenger and a re-scored champion
+    are always measured alike."""
+    from ganmodels.metrics import evaluate_model
+
+    return evaluate_model(model, data, n_samples=cfg.eval.n_samples, classifier=refs.classifier,
+                          classifier_accuracy=refs.classifier_accuracy, inception_weights=cfg.eval.inception_weights,
+                          seed=cfg.eval.seed, modes=refs.modes, cas_epochs=cfg.eval.cas_epochs)
 
 
 # -- export -----------------------------------------------------------------------------------
