@@ -124,26 +124,18 @@ def test_a_locked_sqlite_store_exits_8_before_training(tmp_path):
 
 def _start_mlflow_server(home: Path, env: dict) -> tuple[subprocess.Popen, str]:
     """``mlflow server`` on a SQLite store with served artifacts, on a free loopback port."""
-    import urllib.request
-
-    from test_pipeline_e2e import free_port
+    from test_pipeline_e2e import free_port, wait_for
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{home / 'store.db'}",
            "--artifacts-destination", str(home / "artifacts"), "--serve-artifacts", "--host", "127.0.0.1",
            "--port", str(port), "--workers", "1"]
-    log = open(home / "server.log", "w")
-    proc = subprocess.Popen(cmd, cwd=home, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, (home / "server.log").read_text()[-3000:]
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=2)
-            return proc, url
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"mlflow server did not start: {(home / 'server.log').read_text()[-3000:]}")
+    log = home / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    wait_for(f"{url}/health", proc, log)
+    return proc, url
 
 
 def _stop(proc: subprocess.Popen) -> None:

@@ -25,14 +25,14 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.test_pipeline_e2e import BIN, NAME, cli_env, explain, free_port, make_project, sample_reference
+from tests.test_pipeline_e2e import (BIN, NAME, cli_env, explain, free_port, make_project, sample_reference,
+                                     wait_for)
 
 STEPS = 20  # the smoke preset's 40 halved: the test is about where things are stored, not about training
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(20 * 60)]
@@ -51,20 +51,6 @@ def as_server_user(cmd: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return cmd
     return ["runuser", "-u", "postgres", "--", *cmd]
-
-
-def wait_for(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"{url} did not answer (exit {proc.poll()}):\n{log.read_text(errors='replace')[-4000:]}")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
