@@ -11,6 +11,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ganmodels import draws
+from ganmodels.draws import Source
+
 
 @dataclass(frozen=True)
 class AdversarialLoss:
@@ -78,10 +81,10 @@ def r1_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) ->
 
 
 def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
-                     generator: torch.Generator | None = None) -> torch.Tensor:
+                     generator: Source = None) -> torch.Tensor:
     """WGAN-GP: E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates (Gulrajani et al. 2017, Alg. 1)."""
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    alpha = torch.rand(shape, generator=generator).to(real.device, real.dtype)
+    alpha = draws.rand(shape, generator).to(real.device, real.dtype)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
     return (grad.reshape(grad.shape[0], -1).norm(dim=1) - 1).square().mean()

@@ -82,3 +82,12 @@ def tiny_unpaired():
     data.b_train, data.b_test, data.yb_train, data.yb_test = b[:160], b[160:], y[200:360], y[360:]
     data.truth_a2b_test, data.truth_b2a_test = F.max_pool2d(a[160:], 3, 1, 1), x[360:]
     return data
+
+
+@pytest.fixture
+def data_of_kind(tiny_images, tiny_points, tiny_pairs, tiny_unpaired):
+    """A tiny data set of every kind a model may accept (``model.accepts[0]`` picks one)."""
+    from ganmodels.data.kinds import DataKind
+
+    return {DataKind.LABELLED_IMAGES: tiny_images, DataKind.IMAGES: tiny_images, DataKind.POINTS: tiny_points,
+            DataKind.PAIRED_IMAGES: tiny_pairs, DataKind.UNPAIRED_IMAGES: tiny_unpaired}

@@ -23,12 +23,6 @@ def small_config(name: str) -> dict:
     return SMALL[name]
 
 
-@pytest.fixture
-def data_of_kind(tiny_images, tiny_points, tiny_pairs, tiny_unpaired):
-    return {DataKind.LABELLED_IMAGES: tiny_images, DataKind.IMAGES: tiny_images, DataKind.POINTS: tiny_points,
-            DataKind.PAIRED_IMAGES: tiny_pairs, DataKind.UNPAIRED_IMAGES: tiny_unpaired}
-
-
 def test_every_registered_model_has_a_small_test_config():
     assert sorted(SMALL) == MODELS
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ganmodels.augment import diff_augment
+from ganmodels.draws import Shard
 from ganmodels.data.kinds import DataKind, describe
 from ganmodels.losses import gradient_penalty, r1_penalty
 
@@ -83,10 +84,38 @@ class StepContext:
     augment: tuple[str, ...]  # DiffAugment policy (Zhao et al. 2020), applied to every D input
     tensors: dict[str, torch.Tensor | None]  # the family's training tensors, on the device
     autocast: Callable[[], ContextManager] = contextlib.nullcontext
+    rank: int = 0  # data-parallel training (ganmodels.train.distributed): this process holds rows rank::world
+    world: int = 1
+
+    @property
+    def draws(self) -> Shard:
+        """Per-sample draws go through ``ganmodels.draws`` with this: N processes draw what one process draws."""
+        return Shard(self.gen, self.rank, self.world)
+
+    @property
+    def batch_size(self) -> int:
+        """This process's share of the global batch ``cfg.batch_size``."""
+        return self.cfg.batch_size // self.world
+
+    def rows(self, x: torch.Tensor) -> torch.Tensor:
+        """This process's rows of a global batch."""
+        return self.draws.rows(x)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """The global batch from every process's rows (detached); ``x`` itself in one process."""
+        from ganmodels.train.distributed import gather_rows
+
+        return gather_rows(x, self.world)
+
+    def mean_all(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of ``x`` over all processes (detached): for state every process must keep equal."""
+        from ganmodels.train.distributed import mean_all
+
+        return mean_all(x, self.world)
 
     def discriminate(self, D: nn.Module, x: torch.Tensor, *args: Any) -> torch.Tensor:
         """D on an augmented copy of ``x``: real and fake pass the same augmentation (DiffAugment §3)."""
-        return D(diff_augment(x, self.augment, self.gen), *args)
+        return D(diff_augment(x, self.augment, self.draws), *args)
 
     def d_penalties(self, D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
                     fake: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -98,7 +127,7 @@ class StepContext:
         if cfg.r1_gamma > 0:
             out["r1"] = 0.5 * cfg.r1_gamma * cfg.reg_every * r1_penalty(D, real)
         if cfg.gp_lambda > 0:
-            out["gp"] = cfg.gp_lambda * cfg.reg_every * gradient_penalty(D, real, fake, self.gen)
+            out["gp"] = cfg.gp_lambda * cfg.reg_every * gradient_penalty(D, real, fake, self.draws)
         return out
 
 

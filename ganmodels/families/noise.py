@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import nn
 
+from ganmodels import draws
 from ganmodels.families.base import EvalSamples, GANFamily, IncompatibleData, Phase, Signature, StepContext, TensorSpec
 from ganmodels.inference import eval_mode, module_device
 
@@ -73,13 +74,13 @@ class NoiseGAN(GANFamily):
 
     def _real_batch(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor | None]:
         x, y = ctx.tensors["x"], ctx.tensors["y"]
-        idx = torch.randint(len(x), (ctx.cfg.batch_size,), generator=ctx.gen).to(ctx.device)
+        idx = draws.randint(0, len(x), (ctx.batch_size,), ctx.draws).to(ctx.device)
         return x[idx], (y[idx] if y is not None else None)
 
     def _latents(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor | None]:
-        b = ctx.cfg.batch_size
-        z = torch.randn(b, self.G.z_dim, generator=ctx.gen).to(ctx.device)
-        c = torch.randint(self.G.c_dim, (b,), generator=ctx.gen).to(ctx.device) if self.conditional else None
+        b = ctx.batch_size
+        z = draws.randn((b, self.G.z_dim), ctx.draws).to(ctx.device)
+        c = draws.randint(0, self.G.c_dim, (b,), ctx.draws).to(ctx.device) if self.conditional else None
         return z, c
 
     def _d_loss(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

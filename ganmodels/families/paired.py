@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganmodels import draws
 from ganmodels.data.kinds import DataKind
 from ganmodels.families.base import EvalSamples, GANFamily, IncompatibleData, Signature, StepContext, TensorSpec
 from ganmodels.inference import apply_in_batches, eval_mode, module_device
@@ -74,7 +75,7 @@ class PairedGAN(GANFamily):
 
     def _pairs(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = ctx.tensors["a"], ctx.tensors["b"]
-        idx = torch.randint(len(a), (ctx.cfg.batch_size,), generator=ctx.gen).to(ctx.device)
+        idx = draws.randint(0, len(a), (ctx.batch_size,), ctx.draws).to(ctx.device)
         return a[idx], b[idx]  # the same rows: a pair stays a pair
 
     def _stack(self, a: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import nn
 
+from ganmodels import draws
 from ganmodels.families.base import EvalSamples, Phase, Signature, StepContext, TensorSpec
 from ganmodels.families.noise import NoiseGAN, balanced_labels, noise_signature, sample_generator
 
@@ -59,7 +60,7 @@ class StyleGAN2Family(NoiseGAN):
         if mixing > 0:
             cutoff = int(torch.randint(1, ws.shape[1], (), generator=ctx.gen))
             if float(torch.rand((), generator=ctx.gen)) < mixing:
-                z2 = torch.randn(z.shape, generator=ctx.gen).to(z.device)
+                z2 = draws.randn(z.shape, ctx.draws).to(z.device)
                 ws2 = self.G.ws(z2, c)
                 layer = torch.arange(ws.shape[1], device=ws.device)[None, :, None]
                 ws = torch.where(layer < cutoff, ws, ws2)
@@ -67,20 +68,26 @@ class StyleGAN2Family(NoiseGAN):
 
     def _generate(self, ctx: StepContext, z: torch.Tensor, c: torch.Tensor | None, phase: str) -> torch.Tensor:
         ws = self._ws(ctx, z, c, update_w_avg=phase == "G")
-        return self.G.synthesis(ws, noise_gen=ctx.gen)  # unclamped: the loss sees the raw output
+        return self.G.synthesis(ws, noise_gen=ctx.draws)  # unclamped: the loss sees the raw output
 
     def _pl_loss(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         batch = max(1, ctx.cfg.batch_size // int(self._cfg("pl_batch_shrink", 2)))
-        z = torch.randn(batch, self.G.z_dim, generator=ctx.gen).to(ctx.device)
-        c = torch.randint(self.G.c_dim, (batch,), generator=ctx.gen).to(ctx.device) if self.conditional else None
+        if batch % ctx.world:
+            raise ValueError(f"the path-length batch ({batch}: train.batch_size / model.pl_batch_shrink) must be "
+                             f"divisible by the {ctx.world} training processes")
+        batch //= ctx.world  # this process's rows
+        z = draws.randn((batch, self.G.z_dim), ctx.draws).to(ctx.device)
+        c = draws.randint(0, self.G.c_dim, (batch,), ctx.draws).to(ctx.device) if self.conditional else None
         with ctx.autocast():
             ws = self._ws(ctx, z, c, update_w_avg=False)
-            images = self.G.synthesis(ws, noise_gen=ctx.gen)
+            images = self.G.synthesis(ws, noise_gen=ctx.draws)
             h, w = images.shape[-2:]
-            directions = torch.randn(images.shape, generator=ctx.gen).to(images.device) / math.sqrt(h * w)
+            directions = draws.randn(images.shape, ctx.draws).to(images.device) / math.sqrt(h * w)
             (grads,) = torch.autograd.grad((images * directions).sum(), ws, create_graph=True)
         lengths = grads.float().square().sum(2).mean(1).sqrt()  # (B,) |J^T y| per sample
-        self.pl_mean = self.pl_mean.to(lengths.device).lerp(lengths.mean().detach(), float(self._cfg("pl_decay", 0.01)))
+        # The mean over all processes' rows: every process keeps the same running mean.
+        self.pl_mean = self.pl_mean.to(lengths.device).lerp(ctx.mean_all(lengths.mean().detach()),
+                                                            float(self._cfg("pl_decay", 0.01)))
         penalty = (lengths - self.pl_mean).square().mean()
         weight = float(self._cfg("pl_weight", 2.0)) * int(self._cfg("pl_every", 4))
         return penalty * weight, {"pl_length": lengths.mean().detach(), "pl_penalty": penalty.detach()}

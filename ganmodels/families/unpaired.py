@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from ganmodels import draws
 from ganmodels.data.kinds import DataKind
 from ganmodels.families.base import (EvalSamples, GANFamily, IncompatibleData, OptimiserGroup, Phase, Signature,
                                      StepContext, TensorSpec)
@@ -90,9 +91,9 @@ class UnpairedGAN(GANFamily):
 
     def _batches(self, ctx: StepContext) -> tuple[torch.Tensor, torch.Tensor]:
         a, b = ctx.tensors["a"], ctx.tensors["b"]
-        n = ctx.cfg.batch_size
-        ia = torch.randint(len(a), (n,), generator=ctx.gen).to(ctx.device)
-        ib = torch.randint(len(b), (n,), generator=ctx.gen).to(ctx.device)  # independent: unpaired
+        n = ctx.batch_size
+        ia = draws.randint(0, len(a), (n,), ctx.draws).to(ctx.device)
+        ib = draws.randint(0, len(b), (n,), ctx.draws).to(ctx.device)  # independent: unpaired
         return a[ia], b[ib]
 
     def _g_loss(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -117,7 +118,8 @@ class UnpairedGAN(GANFamily):
         total, logs = torch.zeros((), device=ctx.device), {}
         with ctx.autocast():
             for domain, D, real in (("A", self.D_A, real_a), ("B", self.D_B, real_b)):
-                fake = self._query_pool(domain, fakes[domain], ctx.gen)
+                # The pool holds the global batch's fakes, so every process keeps the same pool.
+                fake = ctx.rows(self._query_pool(domain, ctx.gather(fakes[domain]), ctx.gen))
                 real_logits, fake_logits = ctx.discriminate(D, real), ctx.discriminate(D, fake)
                 # LSGAN's D objective is halved in the paper's code, so D learns slower than G (§4, training details).
                 total = total + 0.5 * ctx.loss.d_loss(real_logits.float(), fake_logits.float())

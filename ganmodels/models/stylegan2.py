@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganmodels import draws
+from ganmodels.draws import Source
 from ganmodels.data.kinds import DataKind
 from ganmodels.families.style import StyleGAN2Family
 from ganmodels.models.layers import MinibatchStd
@@ -171,12 +173,12 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.register_buffer("noise_const", torch.randn(1, 1, resolution, resolution))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_gen: torch.Generator | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_gen: Source) -> torch.Tensor:
         if self.up:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
         x = self.conv(x, w)
         if self.training and noise_gen is not None:  # fresh noise from the run's generator: exact resume
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, generator=noise_gen).to(x.device)
+            noise = draws.randn((x.shape[0], 1, self.resolution, self.resolution), noise_gen).to(x.device)
         else:
             noise = self.noise_const  # the same noise every time: evaluation and export agree
         x = x + noise * self.noise_strength
@@ -205,7 +207,7 @@ class SynthesisNetwork(nn.Module):
                                 SynthesisLayer(width, width, cfg.w_dim, res)])
             self.to_rgb.append(ToRGB(width, cfg.channels, cfg.w_dim))
 
-    def forward(self, ws: torch.Tensor, noise_gen: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, ws: torch.Tensor, noise_gen: Source = None) -> torch.Tensor:
         """ws (B, num_ws, w_dim): layer i takes ws[:, i]; a toRGB takes the w of the layer after it."""
         x = self.const.expand(ws.shape[0], -1, -1, -1)
         x = self.layers[0](x, ws[:, 0], noise_gen)
@@ -236,7 +238,7 @@ class Generator(nn.Module):
         return w[:, None, :].expand(-1, self.num_ws, -1)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation: torch.Tensor | float = 1.0,
-                noise_gen: torch.Generator | None = None) -> torch.Tensor:
+                noise_gen: Source = None) -> torch.Tensor:
         return self.synthesis(self.ws(z, c, truncation), noise_gen).clamp(-1, 1)  # (B, C, R, R) in [-1, 1]
 
 

@@ -31,6 +31,7 @@ from ganmodels.families.base import GANFamily, Phase, StepContext
 from ganmodels.losses import get_loss
 from ganmodels.train.callbacks import Callback, RollbackEvent
 from ganmodels.train.checkpoint import load_checkpoint, save_checkpoint
+from ganmodels.train import distributed
 from ganmodels.train.config import TrainConfig
 from ganmodels.train.ema import make_ema, update_ema
 
@@ -117,6 +118,15 @@ class Trainer:
         fmt = torch.channels_last if (image and self.device.type == "cuda") else torch.contiguous_format
         model.to(self.device, memory_format=fmt) if image else model.to(self.device)
         self.networks: dict[str, nn.Module] = {name: net.train() for name, net in model.networks().items()}
+        # Data-parallel when torch.distributed is up (torchrun): see ganmodels.train.distributed.
+        self.process = distributed.current()
+        if self.process.world > 1:
+            if cfg.batch_size % self.process.world:
+                raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by the {self.process.world} "
+                                 "training processes (the global batch is split evenly)")
+            for net in self.networks.values():
+                distributed.sync_batchnorm(net, self.device)
+            distributed.broadcast(self.networks.values())
         self.ema: dict[str, nn.Module] = ({name: make_ema(self.networks[name]) for name in model.ema_networks}
                                           if cfg.ema_beta > 0 else {})
         self.tensors = model.training_tensors(data, self.device, fmt)
@@ -183,7 +193,12 @@ class Trainer:
             self.step += 1
             for cb in self.callbacks:
                 cb.on_step_end(self, self.step, logs)
-            if self._checkpoint_due() and self.step < total:
+            due = self._checkpoint_due()
+            if self.process.world > 1:  # a stop or a time-based checkpoint on one process is one on all
+                stop, due = distributed.agree(bool(self._stop_reason), due)
+                if stop and not self._stop_reason:
+                    self._stop_reason = "stopped by another training process"
+            if due and self.step < total:
                 self._checkpoint()
         return logs
 
@@ -207,15 +222,15 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         logs: dict[str, float] = {}
         ctx = StepContext(self.step, self.cfg, self.gen, self.device, self.loss, self.augment, self.tensors,
-                          self._autocast)
+                          self._autocast, self.process.rank, self.process.world)
         for phase in self.phases:
             if self.step % phase.every:
                 continue
             for _ in range(phase.repeat):
                 loss, extra = self.model.phase_loss(phase, ctx)
-                numbers = self._update(phase, loss)
-                numbers.update({k: v.detach() for k, v in extra.items()})
-                logs.update(self._to_floats(numbers))
+                logs.update(self._to_floats(self._update(phase, loss, extra)))
+        if self.process.world > 1:  # running means a step updates from its own rows (w_avg)
+            distributed.average_buffers(self.networks.values(), self.process.world)
         if self.ema:
             beta = 0.0 if self.step < self.cfg.ema_start else self.cfg.ema_beta
             for name, ema in self.ema.items():
@@ -227,16 +242,23 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _update(self, phase: Phase, loss: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Backward, check, then step. The check runs before ``opt.step()``: a bad update is never applied."""
+    def _update(self, phase: Phase, loss: torch.Tensor, extra: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Backward, check, then step. The check runs before ``opt.step()``: a bad update is never applied.
+
+        Data-parallel: gradients and the logged numbers are first averaged over the processes, so all
+        of them check the same numbers and take the same decision."""
         opt = self.optimisers[phase.optimiser]
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        numbers: dict[str, torch.Tensor] = {f"{phase.log_prefix}_loss": loss.detach()}
+        numbers = {f"{phase.log_prefix}_loss": loss.detach(), **{k: v.detach() for k, v in extra.items()}}
+        params = [p for group in opt.param_groups for p in group["params"]]
+        if self.process.world > 1:
+            numbers = distributed.average(params, numbers, self.process.world)
         if self.cfg.guard.enabled:
-            grads = [p.grad for group in opt.param_groups for p in group["params"] if p.grad is not None]
+            grads = [p.grad for p in params if p.grad is not None]
             numbers[f"{phase.log_prefix}_grad_norm"] = torch.nn.utils.get_total_norm(grads)
-            self._guard({k: float(v) for k, v in numbers.items()})  # one host sync per update
+            checked = (f"{phase.log_prefix}_loss", f"{phase.log_prefix}_grad_norm")
+            self._guard({k: float(numbers[k]) for k in checked})  # one host sync per update
         opt.step()
         return numbers
 
@@ -362,7 +384,7 @@ class Trainer:
     def _checkpoint(self) -> Path | None:
         self._last_checkpoint_time = time.monotonic()
         self._remember_good()
-        if self.checkpoint_path is None:
+        if self.checkpoint_path is None or not self.process.main:  # every process holds the same state
             return None
         path = save_checkpoint(self._last_good, self.checkpoint_path)
         for cb in self.callbacks:
