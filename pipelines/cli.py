@@ -60,7 +60,8 @@ def cmd_run(args) -> int:
             state["summary"] = training_pipeline(model=args.model, dataset=args.dataset, preset=args.preset,
                                                  overrides=args.set, params_path=args.params,
                                                  project_dir=str(Path.cwd()), progress=not args.no_progress,
-                                                 entry_point="ganpipe run", resume=args.resume, force=args.force)
+                                                 entry_point="ganpipe run", resume=args.resume, force=args.force,
+                                                 nproc=args.nproc)
         except GateRejected as rejected:
             state["summary"] = rejected.summary
             raise
@@ -238,6 +239,16 @@ def cmd_ui(args) -> int:
     return run_guarded(lambda: serve(args.params, port=args.port, workers=args.workers))
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipelines import errors
 
@@ -272,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true",
                      help="train and register even when a registered version has the same data version, code "
                           "version and params (otherwise: \"up to date\", exit 0, nothing trained)")
+    run.add_argument("--nproc", type=positive_int, default=None, metavar="N",
+                     help="train on N data-parallel processes launched with torchrun (gloo on CPU, NCCL on GPUs; "
+                          "the global batch stays train.batch_size); default run.nproc (1)")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="validate a data set with Great Expectations")

@@ -178,6 +178,7 @@ class RunConfig:
     export: ExportConfig = field(default_factory=ExportConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     threads: int = 0  # torch intra-op threads for training and evaluation; 0 = auto (torch's default)
+    nproc: int = 1  # data-parallel training processes (torchrun); the global batch stays train.batch_size
 
     @property
     def primary_metric(self) -> str:
@@ -269,7 +270,7 @@ def deep_merge(base: dict, top: dict) -> dict:
 
 SECTIONS = ("run", "data", "model", "train", "eval", "gates", "validation", "monitor", "export", "tracking")
 OVERLAYS = ("kinds", "models", "datasets", "presets")  # sections of sections, applied in this order
-RUN_KEYS = ("model", "dataset", "preset", "recipe", "seed", "threads")
+RUN_KEYS = ("model", "dataset", "preset", "recipe", "seed", "threads", "nproc")
 
 
 def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, model: str | None = None,
@@ -346,6 +347,7 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
         raise ConfigError(f"run.recipe: {e.args[0]}") from None
     seed = _typed(int, run.get("seed", 0), "run.seed")
     threads = _threads(run.get("threads", "auto"))
+    nproc = _nproc(run.get("nproc", 1), "run.nproc")
 
     data_cfg = _build("data", lambda d: resolve_data_config(dataset_spec, **d), _section(merged, "data"))
     model_overrides = _typed_fields(spec.config_cls, {**recipe.get("model", {}), **_section(merged, "model")}, "model")
@@ -369,7 +371,7 @@ def load_run_config(params_path: str | os.PathLike | None = "params.yaml", *, mo
                           _typed_fields(ValidationConfig, _section(merged, "validation"), "validation")),
         monitor=_build_typed("monitor", MonitorConfig, merged),
         export=_build_typed("export", ExportConfig, merged),
-        tracking=_build_typed("tracking", TrackingConfig, merged), threads=threads,
+        tracking=_build_typed("tracking", TrackingConfig, merged), threads=threads, nproc=nproc,
     )
 
 
@@ -379,6 +381,13 @@ def _threads(value: Any) -> int:
         return 0
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"run.threads={value!r} must be a positive integer or 'auto'")
+    return value
+
+
+def _nproc(value: Any, field_name: str) -> int:
+    """Training processes: a positive integer (1: no torchrun)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{field_name}={value!r} must be a positive integer (the number of training processes)")
     return value
 
 
@@ -399,7 +408,7 @@ def run_config_from_dict(values: dict) -> RunConfig:
         gates={metric: GateSpec(**bounds) for metric, bounds in v["gates"].items()},
         validation=ValidationConfig.from_dict(v["validation"]),
         monitor=MonitorConfig(**v["monitor"]), export=ExportConfig(**v["export"]),
-        tracking=TrackingConfig(**v["tracking"]), threads=v.get("threads", 0),
+        tracking=TrackingConfig(**v["tracking"]), threads=v.get("threads", 0), nproc=v.get("nproc", 1),
     )
 
 

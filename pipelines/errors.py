@@ -15,6 +15,8 @@ Exit codes (documented in the README):
      tracking.connect_retries tries with backoff (checked before training; a trained checkpoint is kept)
   9  storage refused a write: disk or quota full, read-only or unwritable run directory (the previous
      checkpoint stays intact; nothing registered)
+  10 a training process of a multi-process run (``--nproc N``) died or failed: torchrun stopped the
+     others; nothing registered, the last checkpoint kept (``ganpipe run --resume RUN`` continues)
   130  stopped by SIGINT (Ctrl-C) / 143  stopped by SIGTERM: checkpoint written, MLflow run KILLED;
      continue it with the printed `ganpipe run --resume RUN`
 
@@ -30,7 +32,7 @@ from typing import Callable
 
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_VALIDATION, EXIT_GATES, EXIT_DIVERGED, EXIT_EXPORT = 0, 1, 2, 3, 4, 5, 6
 EXIT_EVALUATION = 7
-EXIT_TRACKING, EXIT_STORAGE = 8, 9
+EXIT_TRACKING, EXIT_STORAGE, EXIT_TRAINING_PROCESS = 8, 9, 10
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
@@ -57,6 +59,10 @@ class EvaluationError(RuntimeError):
 
 class TrackingUnavailable(RuntimeError):
     """The MLflow tracking store or server did not answer after the configured retries (exit code 8)."""
+
+
+class TrainingProcessFailed(RuntimeError):
+    """A process of a multi-process (torchrun) training run died or failed (exit code 10)."""
 
 
 class RunInterrupted(BaseException):
@@ -96,6 +102,8 @@ def exit_code_for(error: BaseException) -> int:
         return EXIT_GATES
     if isinstance(error, EvaluationError):
         return EXIT_EVALUATION
+    if isinstance(error, TrainingProcessFailed):
+        return EXIT_TRAINING_PROCESS
     if isinstance(error, TrackingUnavailable) or _is_tracking_failure(error):
         return EXIT_TRACKING
     if _is_storage_failure(error):
@@ -150,7 +158,7 @@ def _unwrap(error: BaseException) -> BaseException:
 LABELS = {EXIT_BAD_INPUT: "bad input", EXIT_VALIDATION: "data validation failed",
           EXIT_DIVERGED: "training diverged", EXIT_EXPORT: "ONNX export check failed",
           EXIT_EVALUATION: "evaluation cannot be trusted", EXIT_TRACKING: "tracking store unavailable",
-          EXIT_STORAGE: "storage error"}
+          EXIT_STORAGE: "storage error", EXIT_TRAINING_PROCESS: "training process failed"}
 
 
 def run_guarded(fn: Callable[[], object]) -> int:

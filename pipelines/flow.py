@@ -34,6 +34,7 @@ class RunContext:
     run_dir: str
     run_id: str
     progress: bool
+    nproc: int = 1  # training processes (torchrun) for this attempt
 
 
 def _logger(ctx: RunContext, cfg: RunConfig):
@@ -87,30 +88,11 @@ def prepare_task(cfg: dict, ctx: RunContext, record: dict | None = None) -> dict
 
 @task(name="train")
 def train_task(cfg: dict, ctx: RunContext, data_path: str) -> dict:
-    from pipelines.interrupt import CheckpointOnSignal, training_window
-    from pipelines.progress import ProgressBar
-    from pipelines.tracking import MlflowLossLogger
+    from pipelines.training import train
 
     config = run_config_from_dict(cfg)
-    run = _logger(ctx, config)
-    callbacks = [MlflowLossLogger(run)]
-    if ctx.progress:
-        callbacks.append(ProgressBar(config.train.steps, f"training {config.model} on {config.dataset}"))
-    callbacks.append(CheckpointOnSignal())  # last: the checkpoint it writes holds a step every callback saw
-    out = Path(ctx.run_dir) / "train"
-    with training_window():
-        # "auto": a resumed run continues from its last checkpoint; a new run has none and starts at step 0.
-        result = stages.train_stage(config, data_path, out, callbacks=callbacks, resume="auto",
-                                    on_image=lambda path, step: run.log_artifact(path, "samples"),
-                                    on_metrics=lambda step, m: run.log_metrics({f"monitor.{k}": v
-                                                                                for k, v in m.items()}, step=step))
-    for key in ("losses_csv", "loss_curves"):
-        if result.get(key):
-            run.log_artifact(result[key], "training")
-    run.log_metrics({"train_seconds": result["seconds"], "rollbacks": result["rollbacks"]})
-    run.set_tags({"ganpipe.device": result["device"], "ganpipe.stopped_early": result["stopped_early"],
-                  **({"ganpipe.stop_reason": result["stop_reason"]} if result["stop_reason"] else {})})
-    return result
+    return train(config, _logger(ctx, config), data_path, Path(ctx.run_dir) / "train", nproc=ctx.nproc,
+                 progress=ctx.progress, project_dir=ctx.project_dir)
 
 
 @task(name="evaluate")
@@ -233,7 +215,7 @@ def report_task(cfg: dict, ctx: RunContext, summary: dict) -> str:
 def training_pipeline(model: str | None = None, dataset: str | None = None, preset: str | None = None,
                       overrides: list[str] | None = None, params_path: str | None = "params.yaml",
                       project_dir: str | None = None, progress: bool = False, entry_point: str = ENTRY_POINT,
-                      resume: str | None = None, force: bool = False) -> dict:
+                      resume: str | None = None, force: bool = False, nproc: int | None = None) -> dict:
     """Train, gate and register one GAN. Returns the run summary (also written to ``<run_dir>/summary.json``).
 
     entry_point: what started the run, MLflow's ``mlflow.source.name`` (``ganpipe run`` from the CLI).
@@ -244,6 +226,8 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
       or the data changed since.
     force: train and register even when a registered version has this run's data version, code
       version and params hash (otherwise the run reports "up to date" and trains nothing).
+    nproc: training processes for this attempt (default ``run.nproc``); a resumed run may use another
+      number: the checkpoint does not depend on it.
     """
     from pipelines.interrupt import RunInterrupted, stop_on_signals
     from pipelines.runstate import FINISHED, RunRecord, code_version, params_hash
@@ -295,7 +279,7 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
                            extra={"prefect_flow_run_ids": [i for i in [_prefect_flow_run_id()] if i]})
         record.save(run_dir)
         run.log_artifact(run_dir / "config.json")
-    ctx = RunContext(str(root), str(run_dir), run.run_id, progress)
+    ctx = RunContext(str(root), str(run_dir), run.run_id, progress, nproc or cfg.nproc)
     summary = {"status": "running", "run_name": run_name, "run_dir": str(run_dir), "mlflow_run_id": run.run_id,
                "experiment_id": run.experiment_id, "tracking_uri": tracking_uri(cfg, root), "git_commit": commit,
                "model": cfg.model, "dataset": cfg.dataset, "preset": cfg.preset,

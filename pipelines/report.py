@@ -8,6 +8,7 @@ import sys
 def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.markup import escape
 
     console = Console(file=sys.stdout, width=110)
     status = summary.get("status", "unknown")
@@ -35,9 +36,9 @@ def print_summary(summary: dict) -> None:
         console.print(f"registry: {registry['model_name']} v{registry['version']} aliases "
                       f"{', '.join(registry['aliases'])} — {registry['reason']}")
     elif registry:
-        console.print(f"registry: nothing registered ({registry.get('reason', '')})")
+        console.print(f"registry: nothing registered ({escape(str(registry.get('reason', '')))})")
     if summary.get("error"):
-        console.print(f"[red]error:[/] {summary['error']}")
+        console.print(f"[red]error:[/] {escape(str(summary['error']))}")  # a message may hold [brackets]
     training = summary.get("training") or {}
     if training:
         console.print(f"training: {training['steps']} steps in {training['seconds']:.0f} s on {training['device']}, "

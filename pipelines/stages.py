@@ -23,7 +23,7 @@ import torch
 import ganmodels
 from ganmodels.data import DataError, DataKind, PreparedDataset, mixture_spec, prepare, read_source
 from ganmodels.io import atomic_write
-from ganmodels.train import Callback, Trainer, load_checkpoint, load_model, seed_everything
+from ganmodels.train import Callback, Trainer, distributed, load_checkpoint, load_model, seed_everything
 from pipelines.artifacts import (PREVIEW_SAMPLES, save_cycle_strips, save_loss_curves, save_samples, save_strips,
                                  save_sweep)
 from pipelines.config import RunConfig, load_run_config, model_config_for
@@ -153,11 +153,14 @@ def train_stage(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.
     every = cfg.tracking.sample_every or max(1, cfg.train.steps // 4)
     losses = LossCSV(out_dir / "losses.csv")
     grids = SampleGrids(out_dir / "samples", every, data, on_image=on_image)
-    refs = references(cfg, data)  # trains (and caches) the domain classifier: a weak one fails before training
-    # The caller's callbacks last: one of them may stop the run at the end of a step (a signal), after
-    # every other callback has seen that step.
-    extra = _monitor_callbacks(cfg, data, refs, on_metrics) + list(callbacks)
-    trainer = Trainer(model, data, cfg.train, workdir=out_dir, callbacks=[losses, grids, *extra],
+    # One of N data-parallel processes (pipelines.training) other than rank 0 only trains: the files,
+    # samples and collapse monitor are rank 0's (its stop requests reach every process).
+    main = distributed.current().main
+    refs = references(cfg, data) if main else References()  # trains (and caches) the domain classifier: a
+    # weak one fails before training. The caller's callbacks last: one of them may stop the run at the
+    # end of a step (a signal), after every other callback has seen that step.
+    extra = _monitor_callbacks(cfg, data, refs, on_metrics) + list(callbacks) if main else list(callbacks)
+    trainer = Trainer(model, data, cfg.train, workdir=out_dir, callbacks=[losses, grids, *extra] if main else extra,
                       data_info={"name": data.name, "hash": data.data_hash, "path": str(data_path)})
     result = trainer.fit(resume=resume)
     curves = save_loss_curves(losses.path, out_dir / "loss_curves.png") if losses.rows else None

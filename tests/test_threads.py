@@ -68,3 +68,26 @@ def test_process_deployments_start_flows_with_the_passive_policy():
     assert process
     for d in process:
         assert d["work_pool"]["job_variables"]["env"]["OMP_WAIT_POLICY"] == "PASSIVE", d["name"]
+
+
+def test_nproc_is_a_run_setting_outside_the_fingerprint(tmp_path):
+    """run.nproc (``--nproc``) spreads training over processes; it does not change the model, so a run
+    may resume with another count and a repeat on another count is still "up to date"."""
+    from pipelines.runstate import params_hash
+
+    assert load_run_config(None, overrides=["train.steps=5"]).nproc == 1
+    cfg = load_run_config(None, overrides=["run.nproc=2"])
+    assert cfg.nproc == 2 and run_config_from_dict(cfg.to_dict()).nproc == 2
+    assert params_hash(cfg.to_dict()) == params_hash(load_run_config(None).to_dict())
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "true"])
+def test_bad_nproc_names_the_field(value):
+    with pytest.raises(ConfigError, match=r"run\.nproc"):
+        load_run_config(None, overrides=[f"run.nproc={value}"])
+
+
+def test_bad_nproc_option_exits_2_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--nproc", "0"], cwd=tmp_path,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert result.returncode == 2 and "--nproc" in result.stderr and "Traceback" not in result.stderr

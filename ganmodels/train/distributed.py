@@ -16,8 +16,8 @@ What the trainer does when a process group is up (``Trainer`` reads it from ``to
   ``autograd.grad(create_graph=True)``, which DDP's reducer does not support, and runs G in D's phase
   without gradients. NVlabs' stylegan3 training loop averages gradients this way for the same reasons.
 * Batch norm computes its statistics over the global batch: ``nn.SyncBatchNorm`` on CUDA; on CPU,
-  where torch's refuses CPU tensors, ``GlobalBatchNorm2d`` below (the same statistics through
-  ``torch.distributed.nn``'s differentiable ``all_reduce``).
+  where torch's refuses CPU tensors, ``GlobalBatchNorm2d`` below (the same statistics through a
+  differentiable ``all_reduce``).
 * Floating-point buffers that a step updates from its own rows (StyleGAN2's ``w_avg``) are averaged
   after every step; these updates are running means, so the average is the single-process value.
   Family state of the same kind (the path-length mean) goes through ``StepContext.mean_all``, and
@@ -149,23 +149,38 @@ def gather_rows(x: torch.Tensor, world: int) -> torch.Tensor:
 # -- batch norm over the global batch --------------------------------------------------------------------
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes, differentiable: the gradient of a sum every process uses is the sum of their
+    gradients. (torch.distributed.nn.functional.all_reduce does the same but is deprecated.)"""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` whose training statistics cover the global batch of all processes.
 
-    The per-channel sums are combined with ``torch.distributed.nn.functional.all_reduce``, whose
-    backward all-reduces the gradient, so every process gets the gradient of the global batch's
-    normalisation. Evaluation (running statistics) and its state dict are plain batch norm's.
+    The per-channel sums are combined by an all_reduce whose backward all-reduces the gradient
+    (``_AllReduceSum``), so every process gets the gradient of the global batch's normalisation.
+    Evaluation (running statistics) and its state dict are plain batch norm's.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         channels = x.shape[1]
         count = x.numel() // channels * dist.get_world_size()
         xf = x.float()
-        sums = all_reduce(torch.cat([xf.sum(dim=(0, 2, 3)), xf.square().sum(dim=(0, 2, 3))]))
+        sums = _AllReduceSum.apply(torch.cat([xf.sum(dim=(0, 2, 3)), xf.square().sum(dim=(0, 2, 3))]))
         mean = sums[:channels] / count
         var = (sums[channels:] / count - mean.square()).clamp_min(0)
         if self.track_running_stats and self.running_mean is not None:
