@@ -173,12 +173,13 @@ def train_stage(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.
 
 @dataclass
 class References:
-    """What the data offers to measure a model against: a domain classifier (labelled images) and the
-    modes of a known 2D mixture."""
+    """What the data offers to measure a model against: a domain classifier (labelled images), the
+    modes of a known 2D mixture, and a style classifier with its held-out accuracy (two domains)."""
 
     classifier: torch.nn.Module | None = None
     classifier_accuracy: float | None = None
     modes: tuple | None = None
+    style_classifier: tuple[torch.nn.Module, float] | None = None
 
 
 def references(cfg: RunConfig, data: PreparedDataset) -> References:
@@ -196,6 +197,16 @@ def references(cfg: RunConfig, data: PreparedDataset) -> References:
                 f"held-out accuracy on {data.name} (eval.min_classifier_accuracy is "
                 f"{cfg.eval.min_classifier_accuracy}); raise eval.classifier_epochs, or install the FID Inception "
                 "weights. Checked before training, so no training time was spent")
+    if data.data_kind is DataKind.UNPAIRED_IMAGES:
+        refs.style_classifier = style_classifier(cfg, data)
+        gated = sorted(name for name in cfg.gates if name.startswith("style_transfer_"))
+        accuracy = refs.style_classifier[1]
+        if gated and accuracy < cfg.eval.min_classifier_accuracy:
+            raise EvaluationError(
+                f"the style classifier behind gates {gated} tells the real domains of {data.name} apart only "
+                f"{accuracy:.3f} of the time (eval.min_classifier_accuracy is {cfg.eval.min_classifier_accuracy}); "
+                "raise eval.classifier_epochs or drop those gates. Checked before training, so no training time "
+                "was spent")
     return refs
 
 
@@ -224,19 +235,39 @@ def domain_classifier(cfg: RunConfig, data: PreparedDataset):
     It learns the classes from the real images of every domain the data has (both domains of
     unpaired data, so that it judges translations into either).
     """
-    from ganmodels.metrics import DomainClassifier, train_domain_classifier
+    from ganmodels.metrics import train_domain_classifier
 
-    key = hashlib.sha256(f"{data.data_hash}:{cfg.eval.classifier_epochs}:{cfg.eval.seed}".encode()).hexdigest()[:16]
-    path = CACHE_DIR / "classifiers" / f"{data.name}-{key}.pt"
+    def train():
+        x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
+        if data.b_train is not None:
+            x_train, y_train = torch.cat([x_train, data.b_train]), torch.cat([y_train, data.yb_train])
+            x_test, y_test = torch.cat([x_test, data.b_test]), torch.cat([y_test, data.yb_test])
+        return train_domain_classifier(x_train, y_train, x_test, y_test, data.num_classes,
+                                       epochs=cfg.eval.classifier_epochs, seed=cfg.eval.seed)
+
+    return _cached_classifier(cfg, data, "", train)
+
+
+def style_classifier(cfg: RunConfig, data: PreparedDataset):
+    """The style classifier of two-domain data (real A vs real B), trained once and cached by data hash."""
+    from ganmodels.metrics import train_style_classifier
+
+    return _cached_classifier(cfg, data, "style", lambda: train_style_classifier(
+        data, epochs=cfg.eval.classifier_epochs, seed=cfg.eval.seed))
+
+
+def _cached_classifier(cfg: RunConfig, data: PreparedDataset, role: str, train: Callable[[], tuple]):
+    """(model, held-out accuracy): loaded from the cache when this data version, epochs and seed trained
+    it before, else ``train()`` and cached."""
+    from ganmodels.metrics import DomainClassifier
+
+    tag = f":{role}" if role else ""  # the domain classifier keeps the key it always had
+    key = hashlib.sha256(f"{data.data_hash}:{cfg.eval.classifier_epochs}:{cfg.eval.seed}{tag}".encode()).hexdigest()[:16]
+    path = CACHE_DIR / "classifiers" / f"{data.name}{'-' + role if role else ''}-{key}.pt"
     if path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
         return DomainClassifier.load(path), float(state["test_accuracy"])
-    x_train, y_train, x_test, y_test = data.x_train, data.y_train, data.x_test, data.y_test
-    if data.b_train is not None:
-        x_train, y_train = torch.cat([x_train, data.b_train]), torch.cat([y_train, data.yb_train])
-        x_test, y_test = torch.cat([x_test, data.b_test]), torch.cat([y_test, data.yb_test])
-    model, accuracy = train_domain_classifier(x_train, y_train, x_test, y_test, data.num_classes,
-                                              epochs=cfg.eval.classifier_epochs, seed=cfg.eval.seed)
+    model, accuracy = train()
     model.save(path, test_accuracy=accuracy, data_hash=data.data_hash)
     return model, accuracy
 
@@ -290,7 +321,8 @@ def _score(cfg: RunConfig, model, data: PreparedDataset, refs: References) -> di
 
     return evaluate_model(model, data, n_samples=cfg.eval.n_samples, classifier=refs.classifier,
                           classifier_accuracy=refs.classifier_accuracy, inception_weights=cfg.eval.inception_weights,
-                          seed=cfg.eval.seed, modes=refs.modes, cas_epochs=cfg.eval.cas_epochs)
+                          seed=cfg.eval.seed, modes=refs.modes, cas_epochs=cfg.eval.cas_epochs,
+                          style_classifier=refs.style_classifier)
 
 
 # -- export -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from ganmodels.data import (DataConfig, DataError, DataKind, dataset_kind, list_
                             resolve_data_config)
 
 BUILTIN = ["aligned", "cifar10", "digits", "digits-bold", "digits-sr", "fashion-mnist", "folder", "glyphs", "glyphs-edges",
-           "glyphs-sr", "grid25", "mnist", "npy", "npz-pairs", "paired-folder", "ring8", "two-domains", "unpaired-folder"]
+           "glyphs-fonts", "glyphs-sr", "grid25", "mnist", "npy", "npz-pairs", "paired-folder", "ring8", "two-domains", "unpaired-folder"]
 
 
 def test_registry_lists_builtins_and_refuses_duplicates():

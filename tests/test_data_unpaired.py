@@ -1,5 +1,5 @@
-"""Two unpaired domains (DataKind.UNPAIRED_IMAGES): the embedded digits-bold set and its known truth, the
-readers of two-domain files, and the validation of each domain."""
+"""Two unpaired domains (DataKind.UNPAIRED_IMAGES): the embedded digits-bold and glyphs-fonts sets and their
+known truths, the readers of two-domain files, and the validation of each domain."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from scipy import ndimage
 from ganmodels.data import (DataConfig, DataError, DataKind, dataset_has_truth, dataset_kind, dataset_labelled,
                             prepare, read_source)
 from ganmodels.data.config import source_for
+from ganmodels.data.imaging import prepare_images
+from ganmodels.data.prepare import split_indices
+from ganmodels.data.sources.glyphs import CHARACTERS, FONT_HEIGHTS, FONT_PAIRS, render_glyph
 from ganmodels.metrics.image_quality import psnr
 
 
@@ -43,6 +46,121 @@ def test_digits_bold_has_two_disjoint_domains_and_their_truth(bold):
 def test_doing_nothing_scores_what_the_issue_calibrated(bold):
     _, data = bold
     assert psnr(data.x_test, data.truth_a2b_test).mean().item() == pytest.approx(12.9, abs=0.1)
+
+
+@pytest.fixture(scope="module")
+def fonts():
+    cfg = DataConfig(name="glyphs-fonts", resolution=16)
+    return read_source(cfg), prepare(read_source(cfg), cfg)
+
+
+def parse(sample_id: str) -> tuple[str, str, int]:
+    """``glyphs-fonts[DejaVuSans-Bold:K:20]`` -> (face, character, height)."""
+    face, char, height = sample_id[len("glyphs-fonts["):-1].split(":")
+    return face, char, int(height)
+
+
+SANS = {a: b for a, b in FONT_PAIRS}  # a sans face -> its serif counterpart
+SERIF = {b: a for a, b in FONT_PAIRS}
+
+
+def test_glyphs_fonts_are_sans_and_serif_glyphs_that_share_no_glyph(fonts):
+    source, data = fonts
+    cfg = DataConfig(name="glyphs-fonts")
+    assert dataset_kind(cfg) is DataKind.UNPAIRED_IMAGES and dataset_labelled(cfg) and dataset_has_truth(cfg)
+    assert data.sample_shape == (1, 16, 16) and data.class_names == list(CHARACTERS)
+    # Every (face pair, character, height) once, less the 13 repeats of wide glyphs clamped to the canvas.
+    assert len(source) == len(FONT_PAIRS) * len(CHARACTERS) * len(FONT_HEIGHTS) - 13 == 707
+    keys = {"A": set(), "B": set()}
+    for sample_id, domain, label, image in zip(source.ids, source.domain, source.labels, source.samples):
+        face, char, height = parse(sample_id)
+        assert face in (SANS if domain == "A" else SERIF)  # A: DejaVu Sans faces; B: DejaVu Serif faces
+        assert CHARACTERS[label] == char
+        keys[domain].add((SANS.get(face, face), char, height))  # the glyph, named by its serif face
+    assert (len(keys["A"]), len(keys["B"])) == (353, 354) and not keys["A"] & keys["B"]  # no glyph in both styles
+    for pair in FONT_PAIRS:  # each face pair and character split evenly between the domains
+        for char in CHARACTERS:
+            in_a, in_b = (sum((pair[1], char, h) in keys[d] for h in FONT_HEIGHTS) for d in "AB")
+            assert abs(in_a - in_b) <= 1
+    # Nor the same drawing twice: no sample's truth (its other-family drawing) is a sample of the other domain.
+    for d, family in (("A", SANS), ("B", SERIF)):
+        own = [s.tobytes() for s, dd in zip(source.samples, source.domain) if dd == d]
+        truths = [c.tobytes() for c, dd in zip(source.counterparts, source.domain) if dd != d]
+        assert len(set(own + truths)) == len(own) + len(truths)
+    for i in range(0, len(source), 37):  # the pixels are the renderer's own drawing of the named glyph
+        assert np.array_equal(source.samples[i], render_glyph(*parse(source.ids[i])))
+    again = DataConfig(name="glyphs-fonts", resolution=16)
+    assert prepare(read_source(again), again).data_hash == data.data_hash  # deterministic
+
+
+def test_glyphs_fonts_truth_is_the_other_family_drawing_the_held_out_glyph(fonts):
+    source, data = fonts
+    _, test = split_indices(source, DataConfig(name="glyphs-fonts", resolution=16))
+    domain = np.asarray(source.domain)
+    for d, truth, other in (("A", data.truth_a2b_test, SANS), ("B", data.truth_b2a_test, SERIF)):
+        drawn = []
+        for i in test[domain[test] == d]:
+            face, char, height = parse(source.ids[i])
+            drawn.append(render_glyph(other[face], char, height))  # same glyph, the other family's face
+        expected = prepare_images(drawn, [str(i) for i in range(len(drawn))], (0.0, 255.0), 16, 1)
+        assert torch.equal(truth, expected)
+    # Doing nothing is far from the truth (the styles differ), but not hopeless (same glyph, size, place).
+    assert 17.0 < psnr(data.x_test, data.truth_a2b_test).mean().item() < 21.0
+
+
+def test_glyphs_fonts_pass_validation(fonts, tmp_path):
+    from pipelines.config import ValidationConfig
+    from pipelines.validation import validate
+
+    report = validate(fonts[0], tmp_path, ValidationConfig())
+    assert report.success, report.format()
+
+
+@pytest.fixture(scope="module")
+def fonts_style(fonts):
+    from ganmodels.metrics import train_style_classifier
+
+    # params.yaml's datasets.glyphs-fonts.eval.classifier_epochs and eval.seed.
+    return train_style_classifier(fonts[1], epochs=64, seed=1234)
+
+
+class Lookup(torch.nn.Module):
+    """A 'generator' with a known answer: each image found in ``inputs`` becomes its row of ``outputs``;
+    any other image passes through unchanged (identity when ``inputs`` is empty)."""
+
+    def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor):
+        super().__init__()
+        self.inputs, self.outputs, self.anchor = inputs, outputs, torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        if len(self.inputs) == 0:
+            return x + 0 * self.anchor
+        same = (x.flatten(1)[:, None] == self.inputs.flatten(1)[None]).all(-1)  # (B, N)
+        found = same.any(1)
+        picked = self.outputs[same.float().argmax(1)]
+        return torch.where(found[:, None, None, None], picked, x) + 0 * self.anchor
+
+
+def test_glyphs_fonts_style_transfer_is_zero_for_doing_nothing_and_one_for_the_truth(fonts, fonts_style):
+    import ganmodels
+    from ganmodels.metrics import evaluate_model
+    from ganmodels.metrics.image_quality import PSNR_CAP
+    from tests.model_configs import SMALL
+
+    _, data = fonts
+    model = ganmodels.build("cyclegan", SMALL["cyclegan"])
+    none = torch.zeros(0, 1, 16, 16)
+    model.G_AB, model.G_BA = Lookup(none, none), Lookup(none, none)
+    nothing = evaluate_model(model, data, style_classifier=fonts_style)
+    # Both directions return real images of their own domain: the classifier finds them there, bar its errors.
+    assert nothing["style_transfer_a2b"] <= 0.15 and nothing["style_transfer_b2a"] <= 0.15
+    assert nothing["style_classifier_accuracy"] == fonts_style[1] >= 0.9
+    model.G_AB = Lookup(torch.cat([data.x_test, data.truth_b2a_test]), torch.cat([data.truth_a2b_test, data.b_test]))
+    model.G_BA = Lookup(torch.cat([data.b_test, data.truth_a2b_test]), torch.cat([data.truth_b2a_test, data.x_test]))
+    oracle = evaluate_model(model, data, style_classifier=fonts_style)
+    assert oracle["psnr_a2b"] == oracle["psnr_b2a"] == PSNR_CAP and oracle["cycle_l1_a"] == 0.0
+    # The truths are real glyphs of the target family that no classifier saw: it puts them there.
+    assert oracle["style_transfer_a2b"] >= 0.85 and oracle["style_transfer_b2a"] >= 0.85
 
 
 def write_domain(folder, n, value=None, seed=0):

@@ -119,3 +119,8 @@ def test_both_directions_against_known_answers(tiny_unpaired):
     assert oracle["psnr_a2b"] == PSNR_CAP and oracle["ssim_a2b"] == pytest.approx(1.0)
     assert oracle["cycle_l1_a"] > 0  # the identity G_BA does not undo a dilation
     assert oracle["domain_fd_a2b"] < identity["domain_fd_a2b"]  # bold digits look like domain B
+    # The style classifier (trained inside the evaluation here: none was passed) finds the untouched
+    # inputs in their own domain and the exact dilations in B; G_BA is the identity in both runs.
+    assert identity["style_classifier_accuracy"] >= 0.95
+    assert identity["style_transfer_a2b"] <= 0.05 and oracle["style_transfer_a2b"] >= 0.95
+    assert identity["style_transfer_b2a"] == oracle["style_transfer_b2a"] <= 0.05

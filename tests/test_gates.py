@@ -73,7 +73,10 @@ SHIPPED[("glyphs-sr", "pix2pix")] = SHIPPED[("glyphs-edges", "pix2pix")] = SHIPP
 SHIPPED[("digits", "stylegan2")] = SHIPPED[("digits", "dcgan")]
 SHIPPED[("digits-bold", "cyclegan")] = {"cycle_l1_a": (None, 0.2), "cycle_l1_b": (None, 0.2),
                                          "psnr_a2b": (20.0, None), "class_preservation_a2b": (0.9, None)}
-PRIMARY = {"digits-bold": "psnr_a2b", "ring8": "reverse_kl", "grid25": "reverse_kl", "digits-sr": "psnr_gain_over_bicubic",
+SHIPPED[("glyphs-fonts", "cyclegan")] = {"cycle_l1_a": (None, 0.2), "cycle_l1_b": (None, 0.2),
+                                          "style_transfer_a2b": (0.75, None), "class_preservation_a2b": (0.85, None),
+                                          "psnr_a2b": (18.5, None)}
+PRIMARY = {"digits-bold": "psnr_a2b", "glyphs-fonts": "psnr_a2b", "ring8": "reverse_kl", "grid25": "reverse_kl", "digits-sr": "psnr_gain_over_bicubic",
            "glyphs-sr": "psnr_gain_over_bicubic", "glyphs-edges": "psnr_gain_over_bicubic"}
 
 

@@ -85,6 +85,9 @@ class SourceData:
     derive: tuple[str, int] | None = None
     # Unpaired (two-domain) sources: "A" or "B" per sample; None for single-domain sources.
     domain: list[str] | None = None
+    # Unpaired sources that know each sample's drawing in the other domain's style (rendered sets): one
+    # image per sample, never itself a sample; the held-out ones become the truth of the translations.
+    counterparts: list[np.ndarray] | None = None
     # What went wrong reading each sample ("" when nothing): paired readers record missing partners
     # and corrupt files here instead of raising, so that validation can name every bad pair.
     problems: list[str] | None = None

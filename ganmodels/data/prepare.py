@@ -34,6 +34,10 @@ def check_source(source: SourceData) -> None:
         raise DataError(f"source {source.name!r} has kind {source.kind!r}; expected 'image' or 'points'")
     if source.inputs is not None and len(source.inputs) != n:
         raise DataError(f"source {source.name!r}: {n} targets but {len(source.inputs)} inputs; pairs must line up")
+    if source.counterparts is not None and (source.domain is None or source.derive is not None
+                                            or len(source.counterparts) != n):
+        raise DataError(f"source {source.name!r}: counterparts need two domains, no derivation and one per sample "
+                        f"({n} samples, {len(source.counterparts)} counterparts)")
     bad = [(i, p) for i, p in enumerate(source.problems or []) if p]
     if bad:  # validation reports these first; prepare must never silently drop a pair
         shown = "; ".join(f"{source.ids[i]}: {p}" for i, p in bad[:5])
@@ -170,6 +174,11 @@ def _two_domains(source: SourceData, cfg: DataConfig, train: np.ndarray, test: n
         data.truth_b2a_test = data.b_test
         data.b_train, data.b_test = dilate(data.b_train), dilate(data.b_test)
         data.truth_a2b_test = dilate(data.x_test)
+    elif source.counterparts is not None:
+        # Each held-out sample's drawing in the other domain's style, prepared like the samples.
+        drawn = SourceData(source.name, "image", source.counterparts, None, source.ids, source.value_range)
+        data.truth_a2b_test = prepare_rows(drawn, rows[("A", "test")], channels, resolution)
+        data.truth_b2a_test = prepare_rows(drawn, rows[("B", "test")], channels, resolution)
     return data
 
 

@@ -4,7 +4,8 @@ density/coverage, mode-collapse and memorisation measures, plus ``evaluate_gener
 Pure numpy/PyTorch; importing this package loads no weights and touches no files.
 """
 
-from ganmodels.metrics.classifier import ClassifierConfig, DomainClassifier, train_domain_classifier
+from ganmodels.metrics.classifier import (ClassifierConfig, DomainClassifier, train_domain_classifier,
+                                         train_style_classifier)
 from ganmodels.metrics.evaluate import evaluate_generator, evaluate_model, intra_class_fd, sample_generator, score_samples
 from ganmodels.metrics.fid import compute_fid, extract_features, feature_stats, inception_features
 from ganmodels.metrics.frechet import frechet_distance
@@ -49,4 +50,5 @@ __all__ = [
     "sample_generator",
     "score_samples",
     "train_domain_classifier",
+    "train_style_classifier",
 ]

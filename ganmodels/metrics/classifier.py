@@ -9,6 +9,10 @@ penultimate embedding for Fréchet / KID / PR metrics and its predictions for cl
 
 Its Fréchet distance is reported as ``domain_fd``: it is NOT FID and must never be compared with
 published FID numbers, only across runs that share the same classifier (same data hash and seed).
+
+The same network with two classes is the style classifier of unpaired data (``train_style_classifier``):
+it learns which domain a real image comes from (A = 0, B = 1), and judges whether a translation
+reached its target style, as font-style transfer work scores its outputs with a style classifier.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +28,13 @@ from torch import nn
 
 from ganmodels.io import atomic_torch_save
 
-__all__ = ["ClassifierConfig", "DomainClassifier", "train_domain_classifier"]
+if TYPE_CHECKING:
+    from ganmodels.data.base import PreparedDataset
+
+__all__ = ["ClassifierConfig", "DomainClassifier", "STYLE_A", "STYLE_B", "train_domain_classifier",
+           "train_style_classifier"]
+
+STYLE_A, STYLE_B = 0, 1  # the style classifier's classes: the domain an image belongs to
 
 
 @dataclass(frozen=True)
@@ -169,3 +180,21 @@ def _train_epoch(model, opt, sched, x, y, batch_size, max_shift, gen, device) ->
         loss.backward()
         opt.step()
         sched.step()
+
+
+def domain_targets(n_a: int, n_b: int) -> torch.Tensor:
+    """int64 ``(n_a + n_b,)``: ``STYLE_A`` for ``n_a`` domain-A images followed by ``STYLE_B`` for ``n_b`` B ones."""
+    return torch.cat([torch.full((n_a,), STYLE_A, dtype=torch.int64), torch.full((n_b,), STYLE_B, dtype=torch.int64)])
+
+
+def train_style_classifier(data: "PreparedDataset", *, epochs: int = 16, seed: int = 0,
+                           device: str | torch.device | None = None) -> tuple[DomainClassifier, float]:
+    """The style (domain) classifier of two-domain ``data``: trained on the real training images of A
+    (class ``STYLE_A``) and B (``STYLE_B``); returns (model, accuracy on the held-out images of both)."""
+    if data.b_train is None:
+        raise ValueError(f"a style classifier needs two domains; data set {data.name!r} has one")
+    return train_domain_classifier(torch.cat([data.x_train, data.b_train]),
+                                   domain_targets(len(data.x_train), len(data.b_train)),
+                                   torch.cat([data.x_test, data.b_test]),
+                                   domain_targets(len(data.x_test), len(data.b_test)), 2,
+                                   epochs=epochs, seed=seed, device=device)

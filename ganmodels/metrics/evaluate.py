@@ -25,7 +25,9 @@ exactly those.
 * two domains (CycleGAN), each direction on the held-out images: ``cycle_l1_a``/``_b``; with the
   known truth ``psnr_a2b``/``ssim_a2b``/``psnr_b2a``/``ssim_b2a`` and the do-nothing baseline
   ``psnr_identity_a2b``; with labels and a domain classifier ``domain_fd_a2b``/``_b2a`` (vs the real
-  other domain) and ``class_preservation_a2b``/``_b2a``;
+  other domain) and ``class_preservation_a2b``/``_b2a``; always ``style_transfer_a2b``/``_b2a``, the
+  share of translations a style classifier (real A vs real B, ``train_style_classifier``; trained
+  here when none is passed) puts in the target domain, and its held-out ``style_classifier_accuracy``;
 * paired images (translation, super-resolution), on the held-out pairs: ``psnr``, ``ssim``, ``l1``
   of the outputs against the targets, the same for the bicubic baseline (``psnr_bicubic``,
   ``ssim_bicubic``) and ``psnr_gain_over_bicubic``; with class labels and a domain classifier
@@ -49,6 +51,7 @@ from ganmodels.data.kinds import DataKind
 from ganmodels.families.base import EvalSamples, GANFamily
 from ganmodels.families.noise import balanced_labels, sample_generator
 from ganmodels.inference import eval_mode, module_device
+from ganmodels.metrics.classifier import STYLE_A, STYLE_B, train_style_classifier
 from ganmodels.metrics.fid import extract_features, feature_stats, inception_features
 from ganmodels.metrics.frechet import frechet_distance
 from ganmodels.metrics.image_quality import bicubic_upsample, l1_error, psnr, ssim
@@ -207,6 +210,7 @@ def score_samples(
     modes: tuple | None = None,
     reference: str = "test",
     cas_epochs: int = 8,
+    style_classifier: tuple[nn.Module, float] | None = None,
 ) -> dict[str, float]:
     """The metrics of generated ``samples`` against the real reference split of ``data`` (flat float dict).
 
@@ -215,13 +219,15 @@ def score_samples(
     inception_weights: path of the pytorch-fid weights; None searches the usual places and leaves
       ``fid`` out when absent. modes: ``(means (K, 2), std)`` of a 2D mixture. reference: "test" (the
       held-out split) or "train". cas_epochs: epochs of the CAS classifier (conditional models).
+    style_classifier: two-domain data: ``(model, held-out accuracy)`` from ``train_style_classifier``;
+      None trains one on ``data`` (seeded by ``seed``).
     """
     if reference not in ("test", "train"):
         raise ValueError(f"reference must be 'test' or 'train', got {reference!r}")
     if data.data_kind is DataKind.PAIRED_IMAGES:
         return _paired_metrics(samples, data, classifier, classifier_accuracy, batch_size)
     if data.data_kind is DataKind.UNPAIRED_IMAGES:
-        return _unpaired_metrics(samples, classifier, classifier_accuracy, batch_size)
+        return _unpaired_metrics(samples, data, classifier, classifier_accuracy, style_classifier, batch_size, seed)
     real = data.x_test if reference == "test" else data.x_train
     real_labels = data.y_test if reference == "test" else data.y_train
     fake, fake_labels = samples.fake, samples.labels
@@ -283,16 +289,23 @@ def _paired_metrics(samples: EvalSamples, data: PreparedDataset, classifier: nn.
     return out
 
 
-def _unpaired_metrics(samples: EvalSamples, classifier: nn.Module | None, classifier_accuracy: float | None,
-                      batch_size: int) -> dict[str, float]:
+def _unpaired_metrics(samples: EvalSamples, data: PreparedDataset, classifier: nn.Module | None,
+                      classifier_accuracy: float | None, style: tuple[nn.Module, float] | None, batch_size: int,
+                      seed: int) -> dict[str, float]:
     """Both directions of a two-domain model (see the module docstring)."""
     x = samples.extra
+    style_classifier, style_accuracy = style if style is not None else train_style_classifier(data, seed=seed)
+    with eval_mode(style_classifier):
+        _, to_b = _classifier_outputs(style_classifier, x["a2b"], batch_size)
+        _, to_a = _classifier_outputs(style_classifier, x["b2a"], batch_size)
     out = {"cycle_l1_a": float(l1_error(x["a2b2a"], x["inputs_a"]).mean()),
            "cycle_l1_b": float(l1_error(x["b2a2b"], x["inputs_b"]).mean())}
     if "truth_a2b" in x and "truth_b2a" in x:
         out.update(psnr_a2b=float(psnr(x["a2b"], x["truth_a2b"]).mean()), ssim_a2b=float(ssim(x["a2b"], x["truth_a2b"]).mean()),
                    psnr_b2a=float(psnr(x["b2a"], x["truth_b2a"]).mean()), ssim_b2a=float(ssim(x["b2a"], x["truth_b2a"]).mean()),
                    psnr_identity_a2b=float(psnr(x["inputs_a"], x["truth_a2b"]).mean()))
+    out.update(style_transfer_a2b=float((to_b == STYLE_B).mean()), style_transfer_b2a=float((to_a == STYLE_A).mean()),
+               style_classifier_accuracy=float(style_accuracy))
     if classifier is not None and samples.labels is not None and "labels_b" in x:
         with eval_mode(classifier):
             features = {key: _classifier_outputs(classifier, x[key], batch_size)

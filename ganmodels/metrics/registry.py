@@ -143,6 +143,12 @@ for _spec in (
                "assigns to their input's class", needs="labels"),
     MetricSpec("class_preservation_b2a", "higher", _UNPAIRED, "share of B -> A translations keeping their class",
                needs="labels"),
+    MetricSpec("style_transfer_a2b", "higher", _UNPAIRED, "share of A -> B translations the style classifier "
+               "(trained on real A vs real B images) assigns to domain B"),
+    MetricSpec("style_transfer_b2a", "higher", _UNPAIRED, "share of B -> A translations the style classifier "
+               "assigns to domain A"),
+    MetricSpec("style_classifier_accuracy", "higher", _UNPAIRED, "held-out accuracy of the style classifier "
+               "(real A vs real B) behind style_transfer_*"),
     MetricSpec("cycle_l1_a", "lower", _UNPAIRED, "mean |G_BA(G_AB(a)) - a| on held-out A images (the cycle)",
                primary_rank=3),
     MetricSpec("cycle_l1_b", "lower", _UNPAIRED, "mean |G_AB(G_BA(b)) - b| on held-out B images"),
