@@ -246,6 +246,9 @@ def training_pipeline(model: str | None = None, dataset: str | None = None, pres
     cfg = load_run_config(params, model=request["model"], dataset=request["dataset"], preset=request["preset"],
                           overrides=request["overrides"])
     apply_threads(cfg.threads)
+    from pipelines.training import check_processes
+
+    check_processes(cfg, nproc or cfg.nproc)  # before a run is started: a bad count is bad input (exit 2)
     config = cfg.to_dict()
     code = code_version()
 

@@ -85,6 +85,31 @@ def _train_here(config: RunConfig, run, data_path: str, out: Path, *, progress: 
 # -- N processes: this side ------------------------------------------------------------------------------
 
 
+def check_processes(config: RunConfig, nproc: int) -> None:
+    """Refuse (exit 2, before anything runs) a process count the run cannot be split over."""
+    from pipelines.errors import ConfigError
+
+    if nproc <= 1:
+        return
+    batch = config.train.batch_size
+    if batch % nproc:
+        raise ConfigError(f"--nproc {nproc} (run.nproc): train.batch_size={batch} must be divisible by the number of "
+                          f"training processes (the global batch is split evenly); choose a divisor of {batch}")
+    import ganmodels
+
+    shrink = int(getattr(ganmodels.registry.make_config(config.model, dict(config.model_overrides)),
+                         "pl_batch_shrink", 0) or 0)
+    if shrink and (batch // shrink) % nproc:
+        raise ConfigError(f"--nproc {nproc} (run.nproc): the path-length batch train.batch_size / "
+                          f"model.pl_batch_shrink = {batch // shrink} must be divisible by the number of processes")
+    if _cuda(config):
+        import torch
+
+        if nproc > torch.cuda.device_count():
+            raise ConfigError(f"--nproc {nproc} (run.nproc): one process per GPU, and this machine has "
+                              f"{torch.cuda.device_count()}; use --nproc {torch.cuda.device_count()} or fewer")
+
+
 def _launch(config: RunConfig, data_path: str, out: Path, nproc: int, *, run_id: str, project_dir: str) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     config_file = stages.write_text(config.to_json(), out / "run_config.json")

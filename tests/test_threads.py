@@ -91,3 +91,28 @@ def test_bad_nproc_option_exits_2_without_a_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "pipelines.cli", "run", "--nproc", "0"], cwd=tmp_path,
                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert result.returncode == 2 and "--nproc" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("overrides", "nproc", "message"), [
+    (["train.batch_size=64"], 3, "train.batch_size=64 must be divisible"),
+    (["run.model=stylegan2", "train.batch_size=12"], 4, "path-length batch"),  # 12 / 4 = 3 per process, 6 / 4 not
+])
+def test_a_process_count_the_batch_cannot_be_split_over_is_bad_input(overrides, nproc, message):
+    from pipelines.training import check_processes
+
+    cfg = load_run_config(None, overrides=overrides)
+    with pytest.raises(ConfigError, match=message):
+        check_processes(cfg, nproc)
+    check_processes(cfg, 1)  # one process always fits
+    check_processes(load_run_config(None, overrides=["train.batch_size=64"]), 4)
+
+
+def test_more_processes_than_gpus_is_bad_input(monkeypatch):
+    from pipelines.training import check_processes
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    cfg = load_run_config(None, overrides=["train.device=cuda"])
+    check_processes(cfg, 2)
+    with pytest.raises(ConfigError, match="one process per GPU"):
+        check_processes(cfg, 4)
