@@ -120,17 +120,7 @@ def prefect_api(tmp_path_factory):
                               start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
     try:
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"Prefect server did not start:\n{(home / 'server.log').read_text()[-4000:]}")
-            time.sleep(0.5)
+        wait_for(f"{url}/health", server, home / "server.log", timeout=240)
         yield url
     finally:
         if server.poll() is None:
