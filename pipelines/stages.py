@@ -156,9 +156,10 @@ def train_stage(cfg: RunConfig, data_path: str | os.PathLike, out_dir: str | os.
     # One of N data-parallel processes (pipelines.training) other than rank 0 only trains: the files,
     # samples and collapse monitor are rank 0's (its stop requests reach every process).
     main = distributed.current().main
-    refs = references(cfg, data) if main else References()  # trains (and caches) the domain classifier: a
-    # weak one fails before training. The caller's callbacks last: one of them may stop the run at the
-    # end of a step (a signal), after every other callback has seen that step.
+    # Trains (and caches) the domain classifier: a weak one fails before training.
+    refs = references(cfg, data) if main else References()
+    # The caller's callbacks last: one of them may stop the run at the end of a step (a signal), after
+    # every other callback has seen that step.
     extra = _monitor_callbacks(cfg, data, refs, on_metrics) + list(callbacks) if main else list(callbacks)
     trainer = Trainer(model, data, cfg.train, workdir=out_dir, callbacks=[losses, grids, *extra] if main else extra,
                       data_info={"name": data.name, "hash": data.data_hash, "path": str(data_path)})
