@@ -14,7 +14,7 @@ gates the product applies are ``class_coverage >= 1.0`` (all 10 digits) and ``cl
 Prints a markdown table (one row per configuration and seed) and the mean ± std per configuration.
 Asserts nothing.
 
-    .venv/bin/python -m benchmarks.digits_quality [--seeds 0 1 2] [--steps 3000] [--threads 1]
+    .venv/bin/python -m benchmarks.digits_quality [--seeds 0 1 2] [--steps 3000] [--threads 1] [--device cpu]
 """
 
 from __future__ import annotations
@@ -58,10 +58,10 @@ class DigitsRun:
     def model_config(self) -> dict:
         return {**ganmodels.get_recipe("dcgan", self.recipe)["model"], **self.model, "resolution": self.resolution}
 
-    def train_config(self, seed: int, steps: int | None = None) -> TrainConfig:
+    def train_config(self, seed: int, steps: int | None = None, device: str = "cpu") -> TrainConfig:
         values = {**ganmodels.get_recipe("dcgan", self.recipe)["train"], **self.train}
         return TrainConfig(**values, steps=self.steps if steps is None else steps, batch_size=self.batch_size,
-                           seed=seed, device="cpu")
+                           seed=seed, device=device)
 
 
 # The default run: the stabilised recipe at 16 px (digits are 8x8 natively: 32 px would cost ~4x
@@ -93,13 +93,14 @@ def train_classifier(data: PreparedDataset) -> torch.nn.Module:
 
 
 def train_and_evaluate(run: DigitsRun, data: PreparedDataset, classifier: torch.nn.Module, seed: int,
-                       steps: int | None = None) -> dict[str, float]:
+                       steps: int | None = None, device: str = "cpu") -> dict[str, float]:
     """Train ``run`` on ``seed`` and score its (EMA) generator; -> metrics plus ``train_s`` and ``rollbacks``."""
     seed_everything(seed)
     gan = ganmodels.build("dcgan", run.model_config())
-    trainer = Trainer(gan, data, run.train_config(seed, steps))
+    trainer = Trainer(gan, data, run.train_config(seed, steps, device))
     result = trainer.fit()
-    metrics = evaluate_generator(trainer.generator, data, n_samples=N_SAMPLES, classifier=classifier, seed=EVAL_SEED)
+    metrics = evaluate_generator(trainer.generator.cpu(), data, n_samples=N_SAMPLES, classifier=classifier,
+                                 seed=EVAL_SEED)
     return {**metrics, "train_s": result.seconds, "rollbacks": result.rollbacks}
 
 
@@ -133,7 +134,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=None, help="override every configuration's steps")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (the product runs on 2)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (the product: run.threads, default 1)")
+    parser.add_argument("--device", default="cpu", help="training device (cpu | cuda); scoring runs on CPU")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -147,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         data, classifier = data_by_resolution[run.resolution]
         for seed in args.seeds:
             start = time.perf_counter()
-            row = {"config": name, "seed": seed, **train_and_evaluate(run, data, classifier, seed, args.steps)}
+            metrics = train_and_evaluate(run, data, classifier, seed, args.steps, args.device)
+            row = {"config": name, "seed": seed, **metrics}
             rows.append(row)
             print(f"# {name} seed {seed}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     print(format_table(rows))

@@ -14,7 +14,7 @@ are timed in alternation ``repeats`` times (so drifting background load hits all
 medians are reported, and the ratio trainer / hand-written (>= ~0.95 means no measurable overhead).
 
     .venv/bin/python -m benchmarks.train_throughput [--steps 100] [--batch 64] [--resolution 16]
-        [--device cpu] [--repeats 5] [--threads 1]
+        [--device cpu] [--repeats 5] [--threads 1] [--sync-every 0] [--optimizer-impl auto]
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ from ganmodels.train import GuardConfig, Trainer, TrainConfig, resolve_device, s
 VARIANTS = ("trainer", "trainer-bare", "hand-written")
 
 
-def _train_config(steps: int, batch: int, device: str, *, ema_and_guard: bool) -> TrainConfig:
+def _train_config(steps: int, batch: int, device: str, *, ema_and_guard: bool, sync_every: int = 0,
+                  optimizer_impl: str = "auto") -> TrainConfig:
     recipe = ganmodels.get_recipe("dcgan", "stabilised")["train"]
-    values = {**recipe, "diffaugment": "", "r1_gamma": 0.0, "gp_lambda": 0.0}
+    values = {**recipe, "diffaugment": "", "r1_gamma": 0.0, "gp_lambda": 0.0, "sync_every": sync_every,
+              "optimizer_impl": optimizer_impl}
     if not ema_and_guard:
         values.update(ema_beta=0.0, guard=GuardConfig(enabled=False))
     # checkpoint_every > any step count timed here: the periodic in-memory snapshot is not per-step work.
@@ -117,7 +119,8 @@ def _timed(advance: Callable[[int], None], steps: int, device: torch.device) -> 
 
 
 def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "cpu", *, repeats: int = 5,
-        warmup: int = 20, data: PreparedDataset | None = None) -> dict:
+        warmup: int = 20, data: PreparedDataset | None = None, sync_every: int = 0,
+        optimizer_impl: str = "auto") -> dict:
     """Median steps/s per variant over ``repeats`` alternating timings of ``steps`` steps each.
 
     Returns ``{"config": {...}, "<variant>": {"median": s/s, "all": [...]}, "ratio": trainer/hand-written,
@@ -125,9 +128,12 @@ def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "
     """
     data = data if data is not None else load_dataset(DataConfig(name="digits", resolution=resolution))
     dev = resolve_device(device)
+    trainer_opts = {"sync_every": sync_every, "optimizer_impl": optimizer_impl}
     runners = {
-        "trainer": trainer_runner(data, _train_config(steps, batch, device, ema_and_guard=True), resolution),
-        "trainer-bare": trainer_runner(data, _train_config(steps, batch, device, ema_and_guard=False), resolution),
+        "trainer": trainer_runner(data, _train_config(steps, batch, device, ema_and_guard=True, **trainer_opts),
+                                  resolution),
+        "trainer-bare": trainer_runner(data, _train_config(steps, batch, device, ema_and_guard=False, **trainer_opts),
+                                       resolution),
         "hand-written": hand_written_runner(data, _train_config(steps, batch, device, ema_and_guard=False), resolution),
     }
     for advance in runners.values():
@@ -138,7 +144,7 @@ def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "
         for name in order:
             rates[name].append(_timed(runners[name], steps, dev))
     out: dict = {"config": {"steps": steps, "batch": batch, "resolution": resolution, "device": str(dev),
-                            "repeats": repeats, "threads": torch.get_num_threads()}}
+                            "repeats": repeats, "threads": torch.get_num_threads(), **trainer_opts}}
     for name, values in rates.items():
         out[name] = {"median": statistics.median(values), "all": values}
     hand = out["hand-written"]["median"]
@@ -152,7 +158,8 @@ def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "
 def format_result(r: dict) -> str:
     c = r["config"]
     lines = [f"Trainer vs hand-written loop: DCGAN {c['resolution']}px, batch {c['batch']}, {c['device']}, "
-             f"{c['threads']} thread(s), median of {c['repeats']} x {c['steps']} steps",
+             f"{c['threads']} thread(s), median of {c['repeats']} x {c['steps']} steps; trainer sync_every="
+             f"{c['sync_every'] or 'auto'}, optimizer_impl={c['optimizer_impl']}",
              "| variant | steps/s (median) | all runs |", "|---|---|---|"]
     for name in VARIANTS:
         runs = ", ".join(f"{v:.1f}" for v in r[name]["all"])
@@ -171,9 +178,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sync-every", type=int, default=0, help="the trainer's train.sync_every (0: auto)")
+    parser.add_argument("--optimizer-impl", default="auto", help="the trainer's train.optimizer_impl")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(format_result(run(args.steps, args.batch, args.resolution, args.device, repeats=args.repeats)))
+    print(format_result(run(args.steps, args.batch, args.resolution, args.device, repeats=args.repeats,
+                            sync_every=args.sync_every, optimizer_impl=args.optimizer_impl)))
 
 
 if __name__ == "__main__":

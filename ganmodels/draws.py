@@ -1,7 +1,7 @@
 """Per-sample random draws that do not depend on how a batch is split across processes.
 
-Every random number of a training step comes from the run's one ``torch.Generator`` (checkpointed,
-so resume is exact). Under data-parallel training (``ganmodels.train.distributed``) each of N
+Every per-sample random number of a training step comes from the run's ``torch.Generator`` on the
+training device (checkpointed, so resume is exact); draws are made on that device. Under data-parallel training (``ganmodels.train.distributed``) each of N
 processes holds every N-th row of the global batch. If each drew its own rows' numbers, N processes
 would draw other numbers than one process does, and a 2-process run could never reproduce a
 single-process one. So a per-sample draw is made for the whole global batch, from the same generator
@@ -41,23 +41,23 @@ Source = Union[Shard, torch.Generator, None]
 
 def _draw(fn: Callable[..., torch.Tensor], shape: Sequence[int], source: Source) -> torch.Tensor:
     shape = tuple(shape)
-    if not isinstance(source, Shard):
-        return fn(shape, generator=source)
-    if source.world == 1 or not shape:  # a scalar is one draw shared by every process
-        return fn(shape, generator=source.gen)
-    return source.rows(fn((shape[0] * source.world, *shape[1:]), generator=source.gen))
+    gen = source.gen if isinstance(source, Shard) else source
+    device = gen.device if gen is not None else None  # drawn where the generator lives: no host copy
+    if not isinstance(source, Shard) or source.world == 1 or not shape:  # a scalar is shared by every process
+        return fn(shape, generator=gen, device=device)
+    return source.rows(fn((shape[0] * source.world, *shape[1:]), generator=gen, device=device))
 
 
 def rand(shape: Sequence[int], source: Source) -> torch.Tensor:
-    """Uniform [0, 1) of ``shape`` (this process's rows), on the CPU."""
+    """Uniform [0, 1) of ``shape`` (this process's rows), on the generator's device."""
     return _draw(torch.rand, shape, source)
 
 
 def randn(shape: Sequence[int], source: Source) -> torch.Tensor:
-    """Standard normal of ``shape`` (this process's rows), on the CPU."""
+    """Standard normal of ``shape`` (this process's rows), on the generator's device."""
     return _draw(torch.randn, shape, source)
 
 
 def randint(low: int, high: int, shape: Sequence[int], source: Source) -> torch.Tensor:
-    """Integers in [low, high) of ``shape`` (this process's rows), int64 on the CPU."""
-    return _draw(lambda s, generator: torch.randint(low, high, s, generator=generator), shape, source)
+    """Integers in [low, high) of ``shape`` (this process's rows), int64 on the generator's device."""
+    return _draw(lambda s, **kw: torch.randint(low, high, s, **kw), shape, source)

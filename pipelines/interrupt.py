@@ -78,9 +78,14 @@ class CheckpointOnSignal(Callback):
     def on_train_start(self, trainer) -> None:
         _state.deferring = True
 
+    def needs_live_state(self, trainer, step) -> bool:
+        return _state.pending is not None
+
     def on_step_end(self, trainer, step, logs) -> None:
         kill_point("train.step")
-        if _state.pending is not None:
+        # Only at the step the trainer is at (the last of a batch of synced steps): the checkpoint
+        # then holds the step every other callback has seen last.
+        if _state.pending is not None and step == trainer.step:
             signum, _state.pending = _state.pending, None
             _state.deferring = False
             trainer.checkpoint()

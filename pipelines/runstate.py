@@ -23,9 +23,11 @@ from pipelines.errors import ConfigError
 RECORD_FILE = "run.json"
 # Sections and fields of the resolved config that do not change the trained model: where the run is
 # tracked and how often it saves. Left out of the params hash and of the resume comparison.
-# How a run is tracked, checkpointed or spread over processes does not change the model it trains
-# (N data-parallel processes train one process's weights), so a run may resume with other values.
-NOT_IN_FINGERPRINT = {"tracking": None, "nproc": None, "train": ("checkpoint_every", "checkpoint_seconds")}
+# How a run is tracked, checkpointed, read back from the device or spread over processes does not
+# change the model it trains (N data-parallel processes train one process's weights; sync_every only
+# moves where the host reads the step's numbers), so a run may resume with other values.
+NOT_IN_FINGERPRINT = {"tracking": None, "nproc": None,
+                      "train": ("checkpoint_every", "checkpoint_seconds", "sync_every")}
 FINISHED = ("registered", "rejected", "up_to_date")
 
 

@@ -122,8 +122,11 @@ class SampleGrids(Callback):
         self.out_dir, self.every, self.data, self.on_image = out_dir, every, data, on_image
         self.paths: list[Path] = []
 
+    def needs_live_state(self, trainer, step):
+        return step % self.every == 0
+
     def on_step_end(self, trainer, step, logs):
-        if step % self.every == 0:
+        if self.needs_live_state(trainer, step):
             path = save_preview(trainer.model, self.data, self.out_dir / f"step_{step:06d}.png", G=trainer.generator)
             self.paths.append(path)
             if self.on_image:

@@ -186,6 +186,9 @@ class StopOnSignal(Callback):
         if self.signum is None:  # a repeated signal changes nothing: the step still finishes
             self.signum = signum
 
+    def needs_live_state(self, trainer, step) -> bool:
+        return self.signum is not None
+
     def on_step_end(self, trainer, step, logs) -> None:
         from pipelines.interrupt import kill_point
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from ganmodels.metrics.inception import FID_WEIGHTS_FILENAME, WEIGHTS_ENV
 
@@ -70,6 +71,14 @@ def test_fid_without_inception_weights_says_where_to_put_them(tmp_path):
 
     explicit = ganpipe(tmp_path, "fid", str(a), str(b), "--inception-weights", "nowhere/weights.pth")
     assert explicit.returncode == 2 and "nowhere/weights.pth" in explicit.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_fid_on_a_gpu_that_is_not_there_is_bad_input(tmp_path):
+    a, b = write_images(tmp_path / "A.npy", 0), write_images(tmp_path / "B.npy", 1)
+    result = ganpipe(tmp_path, "fid", str(a), str(b), "--device", "cuda")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--device cuda" in last_line(result) and "use device=auto or cpu" in last_line(result)
 
 
 def test_fid_with_a_missing_image_set(tmp_path):

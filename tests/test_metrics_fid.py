@@ -9,7 +9,7 @@ import scipy.linalg
 import torch
 
 from ganmodels.metrics import FIDInceptionV3, InceptionWeightsNotFound, compute_fid, find_inception_weights
-from ganmodels.metrics.fid import feature_stats, inception_features
+from ganmodels.metrics.fid import feature_stats, inception_batch_size, inception_features
 from ganmodels.metrics.inception import FID_WEIGHTS_FILENAME, FID_WEIGHTS_URL, load_fid_inception
 
 
@@ -198,3 +198,15 @@ def test_weights_are_found_via_env_and_hub_cache(monkeypatch, tmp_path):
 def test_input_validation():
     with pytest.raises(ValueError, match="1 or 3"):
         FIDInceptionV3.preprocess(torch.zeros(2, 4, 8, 8))
+
+
+def test_the_inception_batch_size_changes_no_feature(pair):
+    """The batch is sized for the device (50 on CPU, 250 on a GPU); in eval mode the features, and so
+    FID, do not depend on it."""
+    _, ours, _ = pair
+    assert inception_batch_size("cpu") == 50 and inception_batch_size(torch.device("cuda", 0)) == 250
+    x = torch.rand(7, 3, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    whole = inception_features(x, ours)  # the device's default: one batch of 7
+    in_threes = inception_features(x, ours, batch_size=3)  # 3 + 3 + 1
+    assert whole.shape == (7, 2048) and whole.dtype == np.float64
+    np.testing.assert_allclose(in_threes, whole, rtol=1e-5, atol=1e-6)

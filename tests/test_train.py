@@ -164,6 +164,9 @@ class Sabotage(Callback):
     def __init__(self, at, times, target=lambda trainer: next(trainer.networks["D"].parameters())):
         self.at, self.times, self.target = at, times, target
 
+    def needs_live_state(self, trainer, step):
+        return step == self.at
+
     def on_step_end(self, trainer, step, logs):
         if step == self.at and self.times > 0:
             self.times -= 1
@@ -252,3 +255,142 @@ def test_bad_train_config_names_the_field():
         TrainConfig.from_dict({"stepz": 3})
     with pytest.raises(ValueError, match="diffaugment"):
         TrainConfig(diffaugment="rotate")
+
+
+# -- deferred host reads (sync_every > 1, the CUDA default): the same run, read in batches ----------------
+
+
+class Seen(Callback):
+    """Records (step, the trainer's step when the callback ran, logs); needs the live state at ``live``."""
+
+    def __init__(self, live=()):
+        self.live, self.calls = set(live), []
+
+    def needs_live_state(self, trainer, step):
+        return step in self.live
+
+    def on_step_end(self, trainer, step, logs):
+        self.calls.append((step, trainer.step, dict(logs)))
+
+
+def test_deferred_reads_change_no_number(tiny_images):
+    """sync_every only moves where the host reads: weights, EMA, optimiser state and every step's logs
+    are bitwise those of reading after every update (lazy R1 and DiffAugment on, so phases vary)."""
+    runs = {}
+    for every in (1, 7):
+        trainer = make_trainer("dcgan", SMALL_DCGAN, tiny_images, sync_every=every, reg_every=4, **STABILISERS)
+        seen = Seen()
+        trainer.callbacks.append(seen)
+        trainer.fit(20)
+        runs[every] = trainer, seen
+    assert_bitwise_equal(runs[1][0], runs[7][0])
+    assert [(s, logs) for s, _, logs in runs[1][1].calls] == [(s, logs) for s, _, logs in runs[7][1].calls]
+    assert [s for s, _, _ in runs[7][1].calls] == list(range(1, 21))
+    assert any("r1" in logs for _, _, logs in runs[7][1].calls)
+
+
+def test_steps_reach_callbacks_in_batches_and_live_where_asked(tiny_images):
+    trainer = make_trainer("dcgan", SMALL_DCGAN, tiny_images, sync_every=4)
+    seen = Seen(live={6})
+    trainer.callbacks.append(seen)
+    trainer.fit(10)
+    assert [(s, at) for s, at, _ in seen.calls] == [(1, 4), (2, 4), (3, 4), (4, 4), (5, 6), (6, 6), (7, 8), (8, 8),
+                                                    (9, 10), (10, 10)]
+    assert all(type(v) is float for _, _, logs in seen.calls for v in logs.values())
+
+
+def test_cpu_reads_every_step_and_cuda_defers_by_default(tiny_images):
+    assert make_trainer("dcgan", SMALL_DCGAN, tiny_images).sync_every == 1
+    assert make_trainer("dcgan", SMALL_DCGAN, tiny_images, sync_every=9).sync_every == 9
+    from ganmodels.train.trainer import DEVICE_SYNC_EVERY
+    assert DEVICE_SYNC_EVERY > 1
+    with pytest.raises(ValueError, match="sync_every must be >= 0"):
+        TrainConfig(sync_every=-1)
+
+
+def test_a_deferred_guard_rolls_back_exactly_like_the_immediate_one(tiny_images):
+    """NaN put into D after step 8; checkpoints every 5. Read every step, step 9's loss is caught before
+    its update; read every 4 steps, it is caught at the step-10 checkpoint's sync, after bad updates were
+    applied. Both roll back to step 5 with the same event, and end bitwise equal."""
+    runs = {}
+    for every in (1, 4):
+        trainer = make_trainer("dcgan", SMALL_DCGAN, tiny_images, sync_every=every, checkpoint_every=5,
+                               guard=GuardConfig(max_rollbacks=2))
+        seen = Seen()
+        trainer.callbacks += [Sabotage(at=8, times=1), seen]
+        result = trainer.fit(16)
+        runs[every] = trainer, result, seen
+    (a, ra, sa), (b, rb, sb) = runs[1], runs[4]
+    assert ra.events == rb.events and len(rb.events) == 1
+    assert (rb.events[0].step, rb.events[0].restored_step) == (8, 5) and "nan" in rb.events[0].reason
+    assert_bitwise_equal(a, b)
+    assert all_finite(b)
+    # No callback saw a step after the bad one before the rollback: 1..8, then 6..16 again.
+    assert [s for s, _, _ in sb.calls] == [s for s, _, _ in sa.calls] == [*range(1, 9), *range(6, 17)]
+
+
+def test_no_unchecked_update_reaches_a_checkpoint(tiny_images, tmp_path):
+    """Reads every 50 steps, a checkpoint every 5: the checkpoint reads and checks the pending steps
+    first, so an over-limit loss at step 1 fails the run and nothing is ever written."""
+    trainer = make_trainer("dcgan", SMALL_DCGAN, tiny_images, tmp_path, sync_every=50, checkpoint_every=5,
+                           guard=GuardConfig(loss_limit=1e-9, max_rollbacks=0))
+    with pytest.raises(TrainingDiverged, match="step 0 .*exceeds the limit 1e-09"):
+        trainer.fit(10)
+    assert not trainer.checkpoint_path.exists()
+
+
+# -- the accelerator's generator, exercised on CPU: a second generator stands in for the device's --------
+
+
+@pytest.fixture
+def separate_device_gen(monkeypatch):
+    """Per-sample draws from their own generator, as on CUDA (there it lives on the device)."""
+    from ganmodels.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "_device_generator",
+                        lambda gen, device, seed: torch.Generator().manual_seed(seed + 12345))
+
+
+def test_with_a_device_generator_resume_stays_exact(tiny_images, tmp_path, separate_device_gen):
+    straight = make_trainer("dcgan", SMALL_DCGAN, tiny_images, tmp_path / "a", **STABILISERS)
+    assert straight.device_gen is not straight.gen
+    straight.fit(20)
+    first = make_trainer("dcgan", SMALL_DCGAN, tiny_images, tmp_path / "b", checkpoint_every=10, **STABILISERS)
+    first.fit(10)
+    assert "device" in load_checkpoint(first.checkpoint_path)["rng"]
+    resumed = make_trainer("dcgan", SMALL_DCGAN, tiny_images, tmp_path / "b", init_seed=99, **STABILISERS)
+    resumed.device_gen.manual_seed(777)  # its own stream must be replaced by the checkpoint's
+    resumed.fit(20, resume=True)
+    assert_bitwise_equal(straight, resumed)
+
+
+def test_a_rollback_does_not_replay_the_device_stream(tiny_images, separate_device_gen):
+    """After a rollback to step 5 the device generator is reseeded, as the CPU one is: the batch that
+    led to the divergence is not drawn again."""
+
+    class States(Callback):
+        def __init__(self):
+            self.saved = self.after_rollback = None
+
+        def on_step_end(self, trainer, step, logs):
+            if step == 5 and self.saved is None:
+                self.saved = trainer.device_gen.get_state()
+
+        def on_rollback(self, trainer, event):
+            self.after_rollback = trainer.device_gen.get_state()
+
+    t = make_trainer("dcgan", SMALL_DCGAN, tiny_images, checkpoint_every=5, guard=GuardConfig(max_rollbacks=2))
+    states = States()
+    t.callbacks += [Sabotage(at=8, times=1), states]
+    assert t.fit(12).events[0].restored_step == 5
+    assert not torch.equal(states.saved, states.after_rollback)
+
+
+def test_per_sample_draws_come_from_the_device_generator(tiny_images, separate_device_gen):
+    """Reseeding only the device generator changes the run: the batch, latents and augmentation are its."""
+    a = make_trainer("dcgan", SMALL_DCGAN, tiny_images, **STABILISERS)
+    b = make_trainer("dcgan", SMALL_DCGAN, tiny_images, **STABILISERS)
+    b.device_gen.manual_seed(1)
+    a.fit(3)
+    b.fit(3)
+    assert not torch.equal(all_weights(a)["networks.G.net.0.weight"], all_weights(b)["networks.G.net.0.weight"])

@@ -78,7 +78,7 @@ class StepContext:
 
     step: int
     cfg: "TrainConfig"
-    gen: torch.Generator  # every random draw of a step comes from here (checkpointed: exact resume)
+    gen: torch.Generator  # the step's scalar draws come from here (checkpointed: exact resume)
     device: torch.device
     loss: "AdversarialLoss"
     augment: tuple[str, ...]  # DiffAugment policy (Zhao et al. 2020), applied to every D input
@@ -86,11 +86,14 @@ class StepContext:
     autocast: Callable[[], ContextManager] = contextlib.nullcontext
     rank: int = 0  # data-parallel training (ganmodels.train.distributed): this process holds rows rank::world
     world: int = 1
+    # Per-sample draws are made on the training device from this generator (checkpointed too); ``gen``
+    # (CPU) is for scalar draws that steer Python control flow. On CPU they are the same generator.
+    device_gen: torch.Generator | None = None
 
     @property
     def draws(self) -> Shard:
         """Per-sample draws go through ``ganmodels.draws`` with this: N processes draw what one process draws."""
-        return Shard(self.gen, self.rank, self.world)
+        return Shard(self.device_gen or self.gen, self.rank, self.world)
 
     @property
     def batch_size(self) -> int:

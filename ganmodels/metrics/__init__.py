@@ -7,7 +7,8 @@ Pure numpy/PyTorch; importing this package loads no weights and touches no files
 from ganmodels.metrics.classifier import (ClassifierConfig, DomainClassifier, train_domain_classifier,
                                          train_style_classifier)
 from ganmodels.metrics.evaluate import evaluate_generator, evaluate_model, intra_class_fd, sample_generator, score_samples
-from ganmodels.metrics.fid import compute_fid, extract_features, feature_stats, inception_features
+from ganmodels.metrics.fid import (compute_fid, extract_features, feature_stats, inception_batch_size,
+                                  inception_features)
 from ganmodels.metrics.frechet import frechet_distance
 from ganmodels.metrics.inception import FIDInceptionV3, InceptionWeightsNotFound, find_inception_weights, load_fid_inception
 from ganmodels.metrics.kid import kid
@@ -41,6 +42,7 @@ __all__ = [
     "feature_stats",
     "find_inception_weights",
     "frechet_distance",
+    "inception_batch_size",
     "inception_features",
     "kid",
     "load_fid_inception",

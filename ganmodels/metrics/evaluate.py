@@ -52,7 +52,7 @@ from ganmodels.families.base import EvalSamples, GANFamily
 from ganmodels.families.noise import balanced_labels, sample_generator
 from ganmodels.inference import eval_mode, module_device
 from ganmodels.metrics.classifier import STYLE_A, STYLE_B, train_style_classifier
-from ganmodels.metrics.fid import extract_features, feature_stats, inception_features
+from ganmodels.metrics.fid import extract_features, feature_stats, inception_batch_size, inception_features
 from ganmodels.metrics.frechet import frechet_distance
 from ganmodels.metrics.image_quality import bicubic_upsample, l1_error, psnr, ssim
 from ganmodels.metrics.inception import InceptionWeightsNotFound, find_inception_weights, load_fid_inception
@@ -165,8 +165,9 @@ def _fid_or_none(real, fake, inception_weights, device, batch_size) -> float | N
             raise  # an explicit path that is wrong is an error, not a silent skip
         return None
     model = load_fid_inception(path, device)
-    real_f = inception_features(real, model, batch_size=min(batch_size, 50), device=device)
-    fake_f = inception_features(fake, model, batch_size=min(batch_size, 50), device=device)
+    batch_size = min(batch_size, inception_batch_size(device))
+    real_f = inception_features(real, model, batch_size=batch_size, device=device)
+    fake_f = inception_features(fake, model, batch_size=batch_size, device=device)
     return frechet_distance(*feature_stats(real_f), *feature_stats(fake_f))
 
 

@@ -20,7 +20,17 @@ class RollbackEvent:
 
 
 class Callback:
-    """Base class; override the hooks you need. ``logs`` hold plain Python floats."""
+    """Base class; override the hooks you need. ``logs`` hold plain Python floats.
+
+    ``on_step_end`` is called for every step, in order, but on a GPU (``TrainConfig.sync_every`` > 1)
+    a batch of steps reaches it together at the next sync point, when the trainer is already past
+    them. A callback that reads or changes the model or the trainer at a step (samples, evaluations,
+    a checkpoint or a stop) returns True from ``needs_live_state`` for that step: the step then
+    becomes a sync point, and ``on_step_end`` runs while the trainer is at it.
+    """
+
+    def needs_live_state(self, trainer: "Trainer", step: int) -> bool:
+        return False
 
     def on_train_start(self, trainer: "Trainer") -> None: ...
 

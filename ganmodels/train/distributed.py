@@ -24,7 +24,7 @@ What the trainer does when a process group is up (``Trainer`` reads it from ``to
   CycleGAN's image pools hold the gathered global batch (``StepContext.gather``): every process keeps
   identical state, so rank 0's checkpoint is the whole run's and resumes on any number of processes.
 * Decisions that could differ between processes (a callback's stop request, a signal, a time-based
-  checkpoint) are agreed once per step (a max over processes). Only rank 0 writes checkpoints; run
+  checkpoint, a sync point) are agreed once per step (a max over processes). Only rank 0 writes checkpoints; run
   callbacks (logging, sample grids, the collapse monitor) on rank 0 only.
 
 With CPU draws and gloo, N processes reproduce one process's weights to float rounding (the order
@@ -121,9 +121,16 @@ def broadcast(networks) -> None:
                 dist.broadcast(t.data, src=0)
 
 
+def _collective_device() -> torch.device:
+    """Where a tensor made for a collective must live: NCCL reduces only CUDA tensors, gloo CPU ones."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def agree(*flags: bool) -> tuple[bool, ...]:
     """Each flag true on every process when it is true on any (a max over processes)."""
-    t = torch.tensor([int(f) for f in flags], dtype=torch.int64)
+    t = torch.tensor([int(f) for f in flags], dtype=torch.int64, device=_collective_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return tuple(bool(v) for v in t.tolist())
 

@@ -177,8 +177,11 @@ class ModeMonitor(Callback):
                    real=data.x_test, real_labels=data.y_test, log_fn=log_fn)
 
     # -- callback hooks ------------------------------------------------------------------------
+    def needs_live_state(self, trainer: "Trainer", step: int) -> bool:
+        return bool(self.cfg.every) and step % self.cfg.every == 0
+
     def on_step_end(self, trainer: "Trainer", step: int, logs: dict[str, float]) -> None:
-        if not self.cfg.every or step % self.cfg.every:
+        if not self.needs_live_state(trainer, step):
             return
         metrics = self.evaluate(trainer.generator)
         self.history.append((step, metrics))

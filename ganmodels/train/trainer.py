@@ -6,9 +6,16 @@ how training inputs are drawn, and the phases of a step. The trainer runs each p
 update: the family computes the loss, the trainer does backward, checks the loss and gradient
 norm, and only then steps the optimiser, so a bad update is never applied.
 
-All randomness of a step (batch indices, noise, augmentation, penalties) comes from one explicit
-CPU ``torch.Generator`` whose state is checkpointed, so on CPU a run is bitwise reproducible and
-``N steps == N/2 steps + resume + N/2 steps``.
+All randomness of a step (batch indices, noise, augmentation, penalties) comes from explicit
+``torch.Generator``s whose states are checkpointed, so on CPU a run is bitwise reproducible and
+``N steps == N/2 steps + resume + N/2 steps``. Per-sample tensors are drawn on the training device
+(``device_gen``); the few scalar decisions that steer Python control flow (style-mixing, image pools)
+come from the CPU ``gen``. On CPU both are one generator.
+
+Host syncs: on CUDA a step queues its kernels and returns; the step's numbers (losses, gradient
+norms) stay on the device and are read every ``sync_every`` steps, where the guard checks them and
+the callbacks receive them (``_sync``). A callback that reads or changes the model at a step says so
+with ``Callback.needs_live_state``, and that step becomes a sync point.
 """
 
 from __future__ import annotations
@@ -40,7 +47,11 @@ log = logging.getLogger(__name__)
 # Train-config fields a resumed run may change: how long it runs and where/how often it saves.
 # Anything else (losses, learning rates, EMA, regularisers, seed) would make the resumed run a
 # different run than the one whose checkpoint it continues.
-RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "checkpoint_seconds", "device"})
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "checkpoint_seconds", "device", "sync_every"})
+
+# Steps between host reads of the step's numbers on an accelerator (``TrainConfig.sync_every=0``): long
+# enough that the host stays ahead of the device, short enough that a divergence wastes little work.
+DEVICE_SYNC_EVERY = 50
 
 
 class DivergenceDetected(Exception):
@@ -108,7 +119,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.data_info = data_info or {"name": data.name, "hash": data.data_hash, "config": dict(data.config)}
         self.device = resolve_device(cfg.device)
-        self.use_amp = cfg.amp if cfg.amp is not None else self.device.type == "cuda"
+        self.use_amp = bool(cfg.amp)  # off unless asked for: see TrainConfig.amp
         self.loss = get_loss(cfg.loss)
         self.augment = parse_policy(cfg.diffaugment)
         model.check_data(data)
@@ -131,10 +142,16 @@ class Trainer:
                                           if cfg.ema_beta > 0 else {})
         self.tensors = model.training_tensors(data, self.device, fmt)
         self.groups = model.optimisers(cfg)
-        self.optimisers = {name: torch.optim.Adam(self._parameters(group.networks), lr=group.lr, betas=group.betas)
+        impl = _adam_impl(cfg.optimizer_impl, self.device)
+        self.optimisers = {name: torch.optim.Adam(self._parameters(group.networks), lr=group.lr, betas=group.betas,
+                                                  **impl)
                            for name, group in self.groups.items()}
         self._check_phases()
         self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.device_gen = _device_generator(self.gen, self.device, cfg.seed)
+        self.sync_every = cfg.sync_every or (1 if self.device.type == "cpu" else DEVICE_SYNC_EVERY)
+        # Steps run since the last sync: (step index, its numbers on the device, the guard's keys).
+        self._pending: list[tuple[int, dict[str, torch.Tensor], tuple[str, ...]]] = []
         self.step = 0
         self.lr_scale = 1.0
         self.rollbacks = 0
@@ -189,18 +206,50 @@ class Trainer:
         while self.step < total and not self._stop_reason:
             if self.cfg.lr_decay_start < 1.0:
                 self._apply_lr()  # the schedule is a function of the step: exact on resume
-            logs = self.train_step()
+            self._pending.append((self.step, *self._step()))
             self.step += 1
-            for cb in self.callbacks:
-                cb.on_step_end(self, self.step, logs)
             due = self._checkpoint_due()
-            if self.process.world > 1:  # a stop or a time-based checkpoint on one process is one on all
-                stop, due = distributed.agree(bool(self._stop_reason), due)
+            # A checkpoint is a sync point: no unchecked update reaches it or the rollback target.
+            sync = (due or self.step % self.sync_every == 0 or self.step >= total
+                    or any(cb.needs_live_state(self, self.step) for cb in self.callbacks))
+            if self.process.world > 1:  # every process syncs (and checkpoints) at the same steps
+                sync, due = distributed.agree(sync, due)
+            if not sync:
+                continue
+            logs = self._sync()
+            if self.process.world > 1:  # a stop on one process is a stop on all
+                (stop,) = distributed.agree(bool(self._stop_reason))
                 if stop and not self._stop_reason:
                     self._stop_reason = "stopped by another training process"
             if due and self.step < total:
                 self._checkpoint()
-        return logs
+        return self._sync() if self._pending else logs
+
+    def _sync(self) -> dict[str, float]:
+        """Read the pending steps' numbers in one host transfer, check them with the guard, then hand
+        each step's logs to the callbacks in order. Returns the last step's logs.
+
+        All pending steps are checked before any callback runs, so a callback that checkpoints sees a
+        state whose every update was checked. A bad value raises ``DivergenceDetected`` at its step,
+        after the steps before it reached the callbacks; the later ones are dropped (a rollback follows)."""
+        pending, self._pending = self._pending, []
+        flat = [t.float().reshape(()) for _, numbers, _ in pending for t in numbers.values()]
+        values = iter(torch.stack(flat).tolist() if flat else [])
+        steps = [(index, {k: next(values) for k in numbers}, checked) for index, numbers, checked in pending]
+        bad: DivergenceDetected | None = None
+        if self.sync_every > 1:  # with 1, ``_update`` checked each update before applying it
+            for i, (index, logs, checked) in enumerate(steps):
+                try:
+                    self._guard(index, {k: logs[k] for k in checked})
+                except DivergenceDetected as div:
+                    bad, steps = div, steps[:i]
+                    break
+        for index, logs, _ in steps:
+            for cb in self.callbacks:
+                cb.on_step_end(self, index + 1, logs)
+        if bad is not None:
+            raise bad
+        return steps[-1][1] if steps else {}
 
     def _resume(self, resume: bool | Literal["auto"]) -> int | None:
         if resume not in (True, False, "auto"):
@@ -220,30 +269,43 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
-        logs: dict[str, float] = {}
+        """One step (``self.step`` is not advanced), checked by the guard; its numbers as floats."""
+        numbers, checked = self._step()
+        logs = self._to_floats(numbers)
+        if self.sync_every > 1:
+            self._guard(self.step, {k: logs[k] for k in checked})
+        return logs
+
+    def _step(self) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+        """Run one step; -> (its logged numbers, still on the device; the keys the guard checks).
+        With ``sync_every == 1`` the guard has already checked each update before applying it."""
+        numbers: dict[str, torch.Tensor] = {}
+        checked: list[str] = []
         ctx = StepContext(self.step, self.cfg, self.gen, self.device, self.loss, self.augment, self.tensors,
-                          self._autocast, self.process.rank, self.process.world)
+                          self._autocast, self.process.rank, self.process.world, self.device_gen)
         for phase in self.phases:
             if self.step % phase.every:
                 continue
             for _ in range(phase.repeat):
                 loss, extra = self.model.phase_loss(phase, ctx)
-                logs.update(self._to_floats(self._update(phase, loss, extra)))
+                numbers.update(self._update(phase, loss, extra, checked))
         if self.process.world > 1:  # running means a step updates from its own rows (w_avg)
             distributed.average_buffers(self.networks.values(), self.process.world)
         if self.ema:
             beta = 0.0 if self.step < self.cfg.ema_start else self.cfg.ema_beta
             for name, ema in self.ema.items():
                 update_ema(ema, self.networks[name], beta)
-        return logs
+        return numbers, tuple(checked)
 
     def _autocast(self):
         if self.use_amp:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _update(self, phase: Phase, loss: torch.Tensor, extra: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Backward, check, then step. The check runs before ``opt.step()``: a bad update is never applied.
+    def _update(self, phase: Phase, loss: torch.Tensor, extra: dict[str, torch.Tensor],
+                checked: list[str]) -> dict[str, torch.Tensor]:
+        """Backward, check, then step. With ``sync_every == 1`` the check runs before ``opt.step()``: a bad
+        update is never applied. Otherwise the checked keys are added to ``checked`` for ``_sync``.
 
         Data-parallel: gradients and the logged numbers are first averaged over the processes, so all
         of them check the same numbers and take the same decision."""
@@ -257,19 +319,22 @@ class Trainer:
         if self.cfg.guard.enabled:
             grads = [p.grad for p in params if p.grad is not None]
             numbers[f"{phase.log_prefix}_grad_norm"] = torch.nn.utils.get_total_norm(grads)
-            checked = (f"{phase.log_prefix}_loss", f"{phase.log_prefix}_grad_norm")
-            self._guard({k: float(numbers[k]) for k in checked})  # one host sync per update
+            keys = (f"{phase.log_prefix}_loss", f"{phase.log_prefix}_grad_norm")
+            if self.sync_every == 1:
+                self._guard(self.step, {k: float(numbers[k]) for k in keys})  # one host sync per update
+            else:
+                checked.extend(keys)
         opt.step()
         return numbers
 
-    def _guard(self, values: dict[str, float]) -> None:
+    def _guard(self, step: int, values: dict[str, float]) -> None:
         g = self.cfg.guard
         for key, value in values.items():
             limit = g.grad_norm_limit if key.endswith("grad_norm") else g.loss_limit
             if not math.isfinite(value):
-                raise DivergenceDetected(self.step, f"{key} is {value}")
+                raise DivergenceDetected(step, f"{key} is {value}")
             if abs(value) > limit:
-                raise DivergenceDetected(self.step, f"{key}={value:.4g} exceeds the limit {limit:g}")
+                raise DivergenceDetected(step, f"{key}={value:.4g} exceeds the limit {limit:g}")
 
     @staticmethod
     def _to_floats(numbers: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -292,11 +357,14 @@ class Trainer:
         if not g.enabled or self.rollbacks >= g.max_rollbacks or self._last_good is None:
             raise TrainingDiverged(div.step, div.reason, self.rollbacks) from div
         rollbacks, lr_scale = self.rollbacks + 1, self.lr_scale * g.lr_decay
+        self._pending = []  # steps after the divergence: undone by the rollback
         self.load_state_dict(copy.deepcopy(self._last_good))
         self.rollbacks, self.lr_scale = rollbacks, lr_scale
         self._apply_lr()
         # A different noise stream after a rollback, so the same bad batch is not replayed verbatim.
         self.gen.manual_seed(self.cfg.seed + 7919 * rollbacks + self.step)
+        if self.device_gen is not self.gen:
+            self.device_gen.manual_seed(self.cfg.seed + 7919 * rollbacks + self.step)
         event = RollbackEvent(div.step, self.step, div.reason, rollbacks, lr_scale)
         for cb in self.callbacks:
             cb.on_rollback(self, event)
@@ -327,7 +395,8 @@ class Trainer:
             "ema": {name: ema.state_dict() for name, ema in self.ema.items()},
             "optimisers": {name: opt.state_dict() for name, opt in self.optimisers.items()},
             "family_state": self.model.family_state(),
-            "rng": {"trainer": self.gen.get_state(), "torch": torch.get_rng_state()},
+            "rng": {"trainer": self.gen.get_state(), "torch": torch.get_rng_state(),
+                    **({"device": self.device_gen.get_state()} if self.device_gen is not self.gen else {})},
             "lr_scale": self.lr_scale,
             "rollbacks": self.rollbacks,
             "stop_reason": self._stop_reason,
@@ -344,6 +413,13 @@ class Trainer:
             opt.load_state_dict(state["optimisers"][name])
         self.model.load_family_state(state.get("family_state") or {})
         self.gen.set_state(state["rng"]["trainer"].cpu())
+        if self.device_gen is not self.gen:
+            # A checkpoint from a CPU run carries no device state: continue from its seed's stream.
+            saved = state["rng"].get("device")
+            if saved is None:
+                self.device_gen.manual_seed(self.cfg.seed + int(state["step"]))
+            else:
+                self.device_gen.set_state(saved.cpu())
         torch.set_rng_state(state["rng"]["torch"].cpu())
         self.step = int(state["step"])
         self.lr_scale = float(state.get("lr_scale", 1.0))
@@ -403,6 +479,20 @@ class Trainer:
             if phase.optimiser not in self.optimisers:
                 raise ValueError(f"phase {phase.name!r} steps optimiser {phase.optimiser!r}, which family "
                                  f"{self.model.family!r} does not define ({sorted(self.optimisers)})")
+
+
+def _device_generator(gen: torch.Generator, device: torch.device, seed: int) -> torch.Generator:
+    """The generator of per-sample draws. On CPU it is ``gen`` itself (one stream, as ever); elsewhere one on
+    the device, so no step copies random numbers from the host (checkpointed as ``rng.device``)."""
+    return gen if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
+
+
+def _adam_impl(name: str, device: torch.device) -> dict[str, bool]:
+    """``TrainConfig.optimizer_impl`` as torch.optim.Adam keyword arguments."""
+    if name == "auto":
+        name = "fused" if device.type == "cuda" else "default"
+    return {"fused": {"fused": True}, "foreach": {"foreach": True},
+            "for-loop": {"foreach": False}}.get(name, {})
 
 
 def _to_cpu(obj):

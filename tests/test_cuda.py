@@ -1,0 +1,73 @@
+"""The CUDA path of the trainer, where a GPU is present (skipped elsewhere; CI has none).
+
+On CPU the same code runs through tests/test_train.py; what only a GPU can show is checked here: the
+per-sample draws are made on the device, the step's numbers stay there until a sync point, the fused
+optimiser is the default, a deferred guard still rolls back, and resume is exact. Needs only torch
+and scikit-learn, so it runs on a bare GPU machine: ``PYTHONPATH=. python -m pytest -q tests/test_cuda.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ganmodels
+from ganmodels import draws
+from ganmodels.train import Callback, GuardConfig, TrainConfig, Trainer, load_checkpoint, seed_everything
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+SMALL_DCGAN = {"g_width": 8, "d_width": 8, "resolution": 16}
+
+
+def make(data, tmp_path=None, **train):
+    seed_everything(0)
+    cfg = TrainConfig(**{"batch_size": 16, "checkpoint_every": 1000, "seed": 0, "device": "cuda", **train})
+    return Trainer(ganmodels.build("dcgan", SMALL_DCGAN), data, cfg, workdir=tmp_path)
+
+
+def test_defaults_on_cuda(tiny_images):
+    t = make(tiny_images)
+    assert t.sync_every > 1 and not t.use_amp
+    assert t.device_gen is not t.gen and t.device_gen.device.type == "cuda"
+    assert all(group.get("fused") for opt in t.optimisers.values() for group in opt.param_groups)
+    assert draws.randn((4, 3), t.device_gen).device.type == "cuda"
+
+
+def test_deferred_reads_change_no_number_on_cuda(tiny_images):
+    a, b = make(tiny_images, sync_every=1), make(tiny_images, sync_every=7)
+    a.fit(20)
+    b.fit(20)
+    for (name, x), y in zip(a.generator.state_dict().items(), b.generator.state_dict().values()):
+        assert torch.allclose(x, y, atol=1e-5), name
+
+
+def test_resume_on_cuda_continues_the_device_stream(tiny_images, tmp_path):
+    straight = make(tiny_images, tmp_path / "a")
+    straight.fit(20)
+    first = make(tiny_images, tmp_path / "b", checkpoint_every=10)
+    first.fit(10)
+    assert "device" in load_checkpoint(first.checkpoint_path)["rng"]
+    resumed = make(tiny_images, tmp_path / "b")
+    resumed.device_gen.manual_seed(777)
+    resumed.fit(20, resume=True)
+    for (name, x), y in zip(straight.generator.state_dict().items(), resumed.generator.state_dict().values()):
+        assert torch.allclose(x, y, atol=1e-5), name
+
+
+def test_a_deferred_guard_rolls_back_on_cuda(tiny_images):
+    t = make(tiny_images, checkpoint_every=5, guard=GuardConfig(max_rollbacks=2))
+
+    class Poison(Callback):
+        def needs_live_state(self, trainer, step):
+            return step == 8
+
+        def on_step_end(self, trainer, step, logs):
+            if step == 8 and not trainer.rollbacks:
+                with torch.no_grad():
+                    next(trainer.networks["D"].parameters()).fill_(float("nan"))
+
+    t.callbacks.append(Poison())
+    result = t.fit(16)
+    assert result.rollbacks == 1 and (result.events[0].step, result.events[0].restored_step) == (8, 5)
+    assert all(torch.isfinite(p).all() for p in t.networks["D"].parameters())
