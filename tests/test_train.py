@@ -394,3 +394,24 @@ def test_per_sample_draws_come_from_the_device_generator(tiny_images, separate_d
     a.fit(3)
     b.fit(3)
     assert not torch.equal(all_weights(a)["networks.G.net.0.weight"], all_weights(b)["networks.G.net.0.weight"])
+
+
+@pytest.mark.parametrize("every", [1, 4])
+def test_the_guard_checks_every_repeat_of_a_phase(tiny_images, every):
+    """d_steps=2: the first of step 2's two D updates has an over-limit loss (with no gradient), the
+    second a normal one. Read every update or every 4 steps, the first is what fails the run."""
+    trainer = make_trainer("dcgan", SMALL_DCGAN, tiny_images, d_steps=2, sync_every=every,
+                           guard=GuardConfig(max_rollbacks=0))
+    original, d_updates = trainer.model.phase_loss, []
+
+    def phase_loss(phase, ctx):
+        loss, extra = original(phase, ctx)
+        if ctx.step == 2 and phase.name == "D":
+            d_updates.append(ctx.step)
+            if len(d_updates) == 1:
+                loss = loss * 0 + 1e6
+        return loss, extra
+
+    trainer.model.phase_loss = phase_loss
+    with pytest.raises(TrainingDiverged, match=r"step 2 .*d_loss=1e\+06 exceeds the limit"):
+        trainer.fit(8)

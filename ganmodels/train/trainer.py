@@ -54,6 +54,10 @@ RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "checkpoint_seconds"
 DEVICE_SYNC_EVERY = 50
 
 
+# The guard's values of a step, in update order: (key, 0-d tensor on the device).
+Checks = list[tuple[str, torch.Tensor]]
+
+
 class DivergenceDetected(Exception):
     """A step produced a non-finite or runaway loss or gradient, or the state became non-finite;
     the offending update was not applied (or not kept)."""
@@ -150,8 +154,8 @@ class Trainer:
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.device_gen = _device_generator(self.gen, self.device, cfg.seed)
         self.sync_every = cfg.sync_every or (1 if self.device.type == "cpu" else DEVICE_SYNC_EVERY)
-        # Steps run since the last sync: (step index, its numbers on the device, the guard's keys).
-        self._pending: list[tuple[int, dict[str, torch.Tensor], tuple[str, ...]]] = []
+        # Steps run since the last sync: (step index, its logged numbers and the guard's checks, on the device).
+        self._pending: list[tuple[int, dict[str, torch.Tensor], Checks]] = []
         self.step = 0
         self.lr_scale = 1.0
         self.rollbacks = 0
@@ -233,14 +237,17 @@ class Trainer:
         state whose every update was checked. A bad value raises ``DivergenceDetected`` at its step,
         after the steps before it reached the callbacks; the later ones are dropped (a rollback follows)."""
         pending, self._pending = self._pending, []
-        flat = [t.float().reshape(()) for _, numbers, _ in pending for t in numbers.values()]
+        flat = [t.float().reshape(()) for _, numbers, checks in pending
+                for t in [*numbers.values(), *(value for _, value in checks)]]
         values = iter(torch.stack(flat).tolist() if flat else [])
-        steps = [(index, {k: next(values) for k in numbers}, checked) for index, numbers, checked in pending]
+        steps = [(index, {k: next(values) for k in numbers}, [(k, next(values)) for k, _ in checks])
+                 for index, numbers, checks in pending]
         bad: DivergenceDetected | None = None
         if self.sync_every > 1:  # with 1, ``_update`` checked each update before applying it
-            for i, (index, logs, checked) in enumerate(steps):
+            for i, (index, _, checks) in enumerate(steps):
                 try:
-                    self._guard(index, {k: logs[k] for k in checked})
+                    for key, value in checks:  # every update's, in order (a phase may repeat: d_steps)
+                        self._guard(index, {key: value})
                 except DivergenceDetected as div:
                     bad, steps = div, steps[:i]
                     break
@@ -270,17 +277,16 @@ class Trainer:
     # -- one step ---------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
         """One step (``self.step`` is not advanced), checked by the guard; its numbers as floats."""
-        numbers, checked = self._step()
-        logs = self._to_floats(numbers)
-        if self.sync_every > 1:
-            self._guard(self.step, {k: logs[k] for k in checked})
-        return logs
+        numbers, checks = self._step()
+        for key, value in checks:
+            self._guard(self.step, {key: float(value)})
+        return self._to_floats(numbers)
 
-    def _step(self) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
-        """Run one step; -> (its logged numbers, still on the device; the keys the guard checks).
-        With ``sync_every == 1`` the guard has already checked each update before applying it."""
+    def _step(self) -> tuple[dict[str, torch.Tensor], Checks]:
+        """Run one step; -> (its logged numbers, still on the device; the guard's deferred checks, empty
+        with ``sync_every == 1``, where the guard checked each update before applying it)."""
         numbers: dict[str, torch.Tensor] = {}
-        checked: list[str] = []
+        checks: Checks = []
         ctx = StepContext(self.step, self.cfg, self.gen, self.device, self.loss, self.augment, self.tensors,
                           self._autocast, self.process.rank, self.process.world, self.device_gen)
         for phase in self.phases:
@@ -288,14 +294,14 @@ class Trainer:
                 continue
             for _ in range(phase.repeat):
                 loss, extra = self.model.phase_loss(phase, ctx)
-                numbers.update(self._update(phase, loss, extra, checked))
+                numbers.update(self._update(phase, loss, extra, checks))
         if self.process.world > 1:  # running means a step updates from its own rows (w_avg)
             distributed.average_buffers(self.networks.values(), self.process.world)
         if self.ema:
             beta = 0.0 if self.step < self.cfg.ema_start else self.cfg.ema_beta
             for name, ema in self.ema.items():
                 update_ema(ema, self.networks[name], beta)
-        return numbers, tuple(checked)
+        return numbers, checks
 
     def _autocast(self):
         if self.use_amp:
@@ -303,9 +309,9 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _update(self, phase: Phase, loss: torch.Tensor, extra: dict[str, torch.Tensor],
-                checked: list[str]) -> dict[str, torch.Tensor]:
+                checks: Checks) -> dict[str, torch.Tensor]:
         """Backward, check, then step. With ``sync_every == 1`` the check runs before ``opt.step()``: a bad
-        update is never applied. Otherwise the checked keys are added to ``checked`` for ``_sync``.
+        update is never applied. Otherwise the values to check are added to ``checks`` for ``_sync``.
 
         Data-parallel: gradients and the logged numbers are first averaged over the processes, so all
         of them check the same numbers and take the same decision."""
@@ -323,7 +329,7 @@ class Trainer:
             if self.sync_every == 1:
                 self._guard(self.step, {k: float(numbers[k]) for k in keys})  # one host sync per update
             else:
-                checked.extend(keys)
+                checks.extend((k, numbers[k]) for k in keys)
         opt.step()
         return numbers
 
