@@ -1,8 +1,9 @@
 """Per-sample random draws that do not depend on how a batch is split across processes.
 
 Every per-sample random number of a training step comes from the run's ``torch.Generator`` on the
-training device (checkpointed, so resume is exact); draws are made on that device. Under data-parallel training (``ganmodels.train.distributed``) each of N
-processes holds every N-th row of the global batch. If each drew its own rows' numbers, N processes
+training device (checkpointed, so resume is exact); draws are made on that device. Under
+data-parallel training (``ganmodels.train.distributed``) each of N processes holds every N-th row
+of the global batch. If each drew its own rows' numbers, N processes
 would draw other numbers than one process does, and a 2-process run could never reproduce a
 single-process one. So a per-sample draw is made for the whole global batch, from the same generator
 state on every process, and each keeps its rows: N processes together use exactly the numbers one

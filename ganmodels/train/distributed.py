@@ -23,9 +23,10 @@ What the trainer does when a process group is up (``Trainer`` reads it from ``to
   Family state of the same kind (the path-length mean) goes through ``StepContext.mean_all``, and
   CycleGAN's image pools hold the gathered global batch (``StepContext.gather``): every process keeps
   identical state, so rank 0's checkpoint is the whole run's and resumes on any number of processes.
-* Decisions that could differ between processes (a callback's stop request, a signal, a time-based
-  checkpoint, a sync point) are agreed once per step (a max over processes). Only rank 0 writes checkpoints; run
-  callbacks (logging, sample grids, the collapse monitor) on rank 0 only.
+* Decisions that could differ between processes are agreed (a max over processes): whether a step is
+  a sync point or a time-based checkpoint, every step; a callback's stop request or a signal, at each
+  sync point. Only rank 0 writes checkpoints; run callbacks (logging, sample grids, the collapse
+  monitor) on rank 0 only.
 
 With CPU draws and gloo, N processes reproduce one process's weights to float rounding (the order
 of the sums differs), which ``tests/test_distributed.py`` checks for every model family.

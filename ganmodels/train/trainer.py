@@ -368,9 +368,8 @@ class Trainer:
         self.rollbacks, self.lr_scale = rollbacks, lr_scale
         self._apply_lr()
         # A different noise stream after a rollback, so the same bad batch is not replayed verbatim.
-        self.gen.manual_seed(self.cfg.seed + 7919 * rollbacks + self.step)
-        if self.device_gen is not self.gen:
-            self.device_gen.manual_seed(self.cfg.seed + 7919 * rollbacks + self.step)
+        for gen in dict.fromkeys((self.gen, self.device_gen)):  # one generator on CPU
+            gen.manual_seed(self.cfg.seed + 7919 * rollbacks + self.step)
         event = RollbackEvent(div.step, self.step, div.reason, rollbacks, lr_scale)
         for cb in self.callbacks:
             cb.on_rollback(self, event)
@@ -496,9 +495,8 @@ def _device_generator(gen: torch.Generator, device: torch.device, seed: int) -> 
 def _adam_impl(name: str, device: torch.device) -> dict[str, bool]:
     """``TrainConfig.optimizer_impl`` as torch.optim.Adam keyword arguments."""
     if name == "auto":
-        name = "fused" if device.type == "cuda" else "default"
-    return {"fused": {"fused": True}, "foreach": {"foreach": True},
-            "for-loop": {"foreach": False}}.get(name, {})
+        return {"fused": True} if device.type == "cuda" else {}  # CPU: torch's default
+    return {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}[name]
 
 
 def _to_cpu(obj):
