@@ -14,7 +14,10 @@ are timed in alternation ``repeats`` times (so drifting background load hits all
 medians are reported, and the ratio trainer / hand-written (>= ~0.95 means no measurable overhead).
 
     .venv/bin/python -m benchmarks.train_throughput [--steps 100] [--batch 64] [--resolution 16]
-        [--device cpu] [--repeats 5] [--threads 1] [--sync-every 0] [--optimizer-impl auto]
+        [--device cpu] [--repeats 5] [--threads 1] [--sync-every 0] [--optimizer-impl auto] [--compile]
+
+With ``--compile`` both trainer variants run with ``train.compile`` (the hand-written loop stays eager,
+as a user writes it); the one-off compile time is taken in the warm-up and printed apart.
 """
 
 from __future__ import annotations
@@ -40,10 +43,10 @@ VARIANTS = ("trainer", "trainer-bare", "hand-written")
 
 
 def _train_config(steps: int, batch: int, device: str, *, ema_and_guard: bool, sync_every: int = 0,
-                  optimizer_impl: str = "auto") -> TrainConfig:
+                  optimizer_impl: str = "auto", compile: bool = False) -> TrainConfig:
     recipe = ganmodels.get_recipe("dcgan", "stabilised")["train"]
     values = {**recipe, "diffaugment": "", "r1_gamma": 0.0, "gp_lambda": 0.0, "sync_every": sync_every,
-              "optimizer_impl": optimizer_impl}
+              "optimizer_impl": optimizer_impl, "compile": compile}
     if not ema_and_guard:
         values.update(ema_beta=0.0, guard=GuardConfig(enabled=False))
     # checkpoint_every > any step count timed here: the periodic in-memory snapshot is not per-step work.
@@ -120,7 +123,7 @@ def _timed(advance: Callable[[int], None], steps: int, device: torch.device) -> 
 
 def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "cpu", *, repeats: int = 5,
         warmup: int = 20, data: PreparedDataset | None = None, sync_every: int = 0,
-        optimizer_impl: str = "auto") -> dict:
+        optimizer_impl: str = "auto", compile: bool = False) -> dict:
     """Median steps/s per variant over ``repeats`` alternating timings of ``steps`` steps each.
 
     Returns ``{"config": {...}, "<variant>": {"median": s/s, "all": [...]}, "ratio": trainer/hand-written,
@@ -128,7 +131,7 @@ def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "
     """
     data = data if data is not None else load_dataset(DataConfig(name="digits", resolution=resolution))
     dev = resolve_device(device)
-    trainer_opts = {"sync_every": sync_every, "optimizer_impl": optimizer_impl}
+    trainer_opts = {"sync_every": sync_every, "optimizer_impl": optimizer_impl, "compile": compile}
     runners = {
         "trainer": trainer_runner(data, _train_config(steps, batch, device, ema_and_guard=True, **trainer_opts),
                                   resolution),
@@ -136,8 +139,11 @@ def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "
                                        resolution),
         "hand-written": hand_written_runner(data, _train_config(steps, batch, device, ema_and_guard=False), resolution),
     }
-    for advance in runners.values():
-        advance(warmup)
+    warmup_seconds = {}
+    for name, advance in runners.items():
+        start = time.perf_counter()
+        advance(warmup)  # with --compile, the trainer variants compile here
+        warmup_seconds[name] = time.perf_counter() - start
     rates: dict[str, list[float]] = {name: [] for name in runners}
     for round_ in range(repeats):
         order = VARIANTS if round_ % 2 == 0 else tuple(reversed(VARIANTS))  # no variant always runs first
@@ -146,7 +152,7 @@ def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "
     out: dict = {"config": {"steps": steps, "batch": batch, "resolution": resolution, "device": str(dev),
                             "repeats": repeats, "threads": torch.get_num_threads(), **trainer_opts}}
     for name, values in rates.items():
-        out[name] = {"median": statistics.median(values), "all": values}
+        out[name] = {"median": statistics.median(values), "all": values, "warmup_seconds": warmup_seconds[name]}
     hand = out["hand-written"]["median"]
     out["ratio"] = out["trainer"]["median"] / hand
     out["ratio_bare"] = out["trainer-bare"]["median"] / hand
@@ -159,11 +165,11 @@ def format_result(r: dict) -> str:
     c = r["config"]
     lines = [f"Trainer vs hand-written loop: DCGAN {c['resolution']}px, batch {c['batch']}, {c['device']}, "
              f"{c['threads']} thread(s), median of {c['repeats']} x {c['steps']} steps; trainer sync_every="
-             f"{c['sync_every'] or 'auto'}, optimizer_impl={c['optimizer_impl']}",
-             "| variant | steps/s (median) | all runs |", "|---|---|---|"]
+             f"{c['sync_every'] or 'auto'}, optimizer_impl={c['optimizer_impl']}, compile={c['compile']}",
+             "| variant | steps/s (median) | all runs | warm-up s |", "|---|---|---|---|"]
     for name in VARIANTS:
         runs = ", ".join(f"{v:.1f}" for v in r[name]["all"])
-        lines.append(f"| {name} | {r[name]['median']:.2f} | {runs} |")
+        lines.append(f"| {name} | {r[name]['median']:.2f} | {runs} | {r[name]['warmup_seconds']:.1f} |")
     lines.append(f"ratio trainer (EMA + guard) / hand-written: {r['ratio']:.3f} (paired median {r['paired_ratio']:.3f})")
     lines.append(f"ratio trainer-bare / hand-written:          {r['ratio_bare']:.3f} "
                  f"(paired median {r['paired_ratio_bare']:.3f})")
@@ -180,10 +186,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--sync-every", type=int, default=0, help="the trainer's train.sync_every (0: auto)")
     parser.add_argument("--optimizer-impl", default="auto", help="the trainer's train.optimizer_impl")
+    parser.add_argument("--compile", action="store_true", help="the trainer's train.compile")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(format_result(run(args.steps, args.batch, args.resolution, args.device, repeats=args.repeats,
-                            sync_every=args.sync_every, optimizer_impl=args.optimizer_impl)))
+                            sync_every=args.sync_every, optimizer_impl=args.optimizer_impl, compile=args.compile)))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from ganmodels import draws
+from ganmodels.compiled import differentiable_twice
 from ganmodels.draws import Source
 
 
@@ -76,7 +77,8 @@ register_loss(AdversarialLoss(
 def r1_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor) -> torch.Tensor:
     """R1 = E[||grad_x D(x)||^2] on real data (Mescheder et al. 2018, eq. 9); scale by gamma/2 outside."""
     real = real.detach().requires_grad_(True)
-    (grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
+    with differentiable_twice():
+        (grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
     return grad.square().reshape(grad.shape[0], -1).sum(dim=1).mean()
 
 
@@ -86,5 +88,6 @@ def gradient_penalty(D: Callable[[torch.Tensor], torch.Tensor], real: torch.Tens
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
     alpha = draws.rand(shape, generator).to(real.device, real.dtype)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+    with differentiable_twice():
+        (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
     return (grad.reshape(grad.shape[0], -1).norm(dim=1) - 1).square().mean()

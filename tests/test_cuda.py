@@ -71,3 +71,25 @@ def test_a_deferred_guard_rolls_back_on_cuda(tiny_images):
     result = t.fit(16)
     assert result.rollbacks == 1 and (result.events[0].step, result.events[0].restored_step) == (8, 5)
     assert all(torch.isfinite(p).all() for p in t.networks["D"].parameters())
+
+
+def test_compiled_training_on_cuda_matches_eager(tiny_images):
+    # train.compile on the GPU: the networks compiled by Inductor/Triton, R1 (every 2nd step) uncompiled.
+    from ganmodels import compiled
+
+    if compiled.unavailable(torch.device("cuda")):
+        pytest.skip(compiled.unavailable(torch.device("cuda")))
+    from ganmodels.train import LossHistory
+
+    logs = {}
+    for flag in (False, True):
+        history = LossHistory()
+        t = make(tiny_images, compile=flag, r1_gamma=1.0, reg_every=2)
+        t.callbacks.append(history)
+        assert t.compiled is flag
+        t.fit(6)
+        logs[flag] = history.logs
+    assert len(logs[True]) == 6
+    for a, b in zip(logs[False], logs[True]):
+        for key in a:  # TF32 convolutions on both sides: agreement to rounding, not bits
+            assert b[key] == pytest.approx(a[key], rel=1e-2, abs=1e-3), key

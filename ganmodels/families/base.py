@@ -216,6 +216,11 @@ class GANFamily(nn.Module):
     def networks(self) -> dict[str, nn.Module]:
         return dict(self.named_children())
 
+    def step_modules(self) -> dict[str, nn.Module]:
+        """The modules whose forwards a training step calls, by name: what ``train.compile`` compiles.
+        A family that calls parts of a network (StyleGAN2: G's mapping and synthesis) names the parts."""
+        return self.networks()
+
     @property
     def generator(self) -> nn.Module:
         return getattr(self, self.inference_network)

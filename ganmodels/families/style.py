@@ -39,6 +39,12 @@ class StyleGAN2Family(NoiseGAN):
         super().__init__(name, config, G, D)
         self.pl_mean = torch.zeros(())
 
+    def step_modules(self) -> dict[str, nn.Module]:
+        # Not the synthesis network: the path-length penalty differentiates it twice, which compiled
+        # graphs cannot be, and each layer draws its noise from the run's generator inside the forward,
+        # which splits it into one graph per layer instance, past torch.compile's recompile limit.
+        return {"G.mapping": self.G.mapping, "D": self.D}
+
     def _cfg(self, key: str, default):
         return getattr(self.config, key, default)
 

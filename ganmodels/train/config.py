@@ -63,6 +63,9 @@ class TrainConfig:
     # Adam's implementation: "fused" (one kernel per update), "foreach" (a few batched kernels),
     # "for-loop" (per parameter), or "auto": fused on CUDA, torch's default elsewhere.
     optimizer_impl: str = "auto"
+    # torch.compile the networks a step runs (ganmodels.compiled). Off by default: compiling costs about
+    # 25 s on a 2-core CPU, more than it saves in the default 3,000-step digits run (docs/performance.md).
+    compile: bool = False
     guard: GuardConfig = field(default_factory=GuardConfig)
 
     def __post_init__(self):
@@ -86,6 +89,8 @@ class TrainConfig:
             errors.append(f"sync_every must be >= 0 (got {self.sync_every}; 0 picks it for the device)")
         if self.optimizer_impl not in OPTIMIZER_IMPLS:
             errors.append(f"optimizer_impl must be one of {list(OPTIMIZER_IMPLS)} (got {self.optimizer_impl!r})")
+        if not isinstance(self.compile, bool):
+            errors.append(f"compile must be true or false (got {self.compile!r})")
         if self.checkpoint_seconds < 0:
             errors.append(f"checkpoint_seconds must be >= 0 (got {self.checkpoint_seconds}; 0 switches it off)")
         if self.r1_gamma < 0 or self.gp_lambda < 0:

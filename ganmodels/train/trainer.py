@@ -32,6 +32,7 @@ from typing import Iterable, Literal
 import torch
 from torch import nn
 
+from ganmodels import compiled
 from ganmodels.augment import parse_policy
 from ganmodels.data.base import PreparedDataset
 from ganmodels.families.base import GANFamily, Phase, StepContext
@@ -151,6 +152,7 @@ class Trainer:
                                                   **impl)
                            for name, group in self.groups.items()}
         self._check_phases()
+        self.compiled = self._compile() if cfg.compile else False
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.device_gen = _device_generator(self.gen, self.device, cfg.seed)
         self.sync_every = cfg.sync_every or (1 if self.device.type == "cpu" else DEVICE_SYNC_EVERY)
@@ -471,6 +473,15 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_checkpoint(self, path)
         return path
+
+    def _compile(self) -> bool:
+        """``train.compile``: compile the family's step modules in place, or say why not and train uncompiled."""
+        reason = compiled.unavailable(self.device)
+        if reason:
+            log.warning("train.compile: %s; training runs uncompiled", reason)
+            return False
+        compiled.compile_modules(self.model.step_modules(), self.device)
+        return True
 
     # -- set-up checks ---------------------------------------------------------------------------
     def _parameters(self, names: tuple[str, ...]) -> list[nn.Parameter]:
