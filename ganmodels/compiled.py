@@ -6,8 +6,9 @@ do not change, and the step's random draws stay outside the compiled code (the s
 uncompiled run). The same code runs on every device; what differs is the compiler torch needs (a C++
 compiler for CPU kernels, Triton for CUDA), and without it the run trains uncompiled with a warning.
 
-Compiled graphs are differentiable once, so the penalties that differentiate a gradient (R1, WGAN-GP,
-StyleGAN2's path length) run their forward uncompiled: ``differentiable_twice``.
+Compiled graphs are differentiable once, so the penalties that differentiate a gradient (R1, WGAN-GP)
+run their forward uncompiled: ``differentiable_twice``. StyleGAN2's path-length penalty differentiates
+its synthesis network, which that family leaves out of what it compiles (``step_modules``).
 """
 
 from __future__ import annotations
