@@ -15,6 +15,7 @@ Prints a markdown table (one row per configuration and seed) and the mean ± std
 Asserts nothing.
 
     .venv/bin/python -m benchmarks.digits_quality [--seeds 0 1 2] [--steps 3000] [--threads 1] [--device cpu]
+        [--cuda-graph]
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ class DigitsRun:
     def model_config(self) -> dict:
         return {**ganmodels.get_recipe("dcgan", self.recipe)["model"], **self.model, "resolution": self.resolution}
 
-    def train_config(self, seed: int, steps: int | None = None, device: str = "cpu") -> TrainConfig:
-        values = {**ganmodels.get_recipe("dcgan", self.recipe)["train"], **self.train}
+    def train_config(self, seed: int, steps: int | None = None, device: str = "cpu", **extra) -> TrainConfig:
+        values = {**ganmodels.get_recipe("dcgan", self.recipe)["train"], **self.train, **extra}
         return TrainConfig(**values, steps=self.steps if steps is None else steps, batch_size=self.batch_size,
                            seed=seed, device=device)
 
@@ -93,11 +94,11 @@ def train_classifier(data: PreparedDataset) -> torch.nn.Module:
 
 
 def train_and_evaluate(run: DigitsRun, data: PreparedDataset, classifier: torch.nn.Module, seed: int,
-                       steps: int | None = None, device: str = "cpu") -> dict[str, float]:
+                       steps: int | None = None, device: str = "cpu", **train) -> dict[str, float]:
     """Train ``run`` on ``seed`` and score its (EMA) generator; -> metrics plus ``train_s`` and ``rollbacks``."""
     seed_everything(seed)
     gan = ganmodels.build("dcgan", run.model_config())
-    trainer = Trainer(gan, data, run.train_config(seed, steps, device))
+    trainer = Trainer(gan, data, run.train_config(seed, steps, device, **train))
     result = trainer.fit()
     metrics = evaluate_generator(trainer.generator.cpu(), data, n_samples=N_SAMPLES, classifier=classifier,
                                  seed=EVAL_SEED)
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (the product: run.threads, default 1)")
     parser.add_argument("--device", default="cpu", help="training device (cpu | cuda); scoring runs on CPU")
+    parser.add_argument("--cuda-graph", action="store_true", help="train with train.cuda_graph (CUDA only)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -150,7 +152,8 @@ def main(argv: list[str] | None = None) -> None:
         data, classifier = data_by_resolution[run.resolution]
         for seed in args.seeds:
             start = time.perf_counter()
-            metrics = train_and_evaluate(run, data, classifier, seed, args.steps, args.device)
+            metrics = train_and_evaluate(run, data, classifier, seed, args.steps, args.device,
+                                         **({"cuda_graph": True} if args.cuda_graph else {}))
             row = {"config": name, "seed": seed, **metrics}
             rows.append(row)
             print(f"# {name} seed {seed}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)

@@ -6,7 +6,9 @@ differs is only what the trainer adds around the two updates:
 
 * ``trainer``: as the product runs it -- EMA generator and divergence guard ON;
 * ``trainer-bare``: EMA and guard OFF (the loop machinery alone);
-* ``hand-written``: one D step (real + detached fake) and one G step, nothing else.
+* ``hand-written``: one D step (real + detached fake) and one G step, nothing else;
+* ``hand-graphed`` (CUDA only): the same step drawing on the GPU, with capturable fused Adam, captured
+  whole in one CUDA graph and replayed: the upper reference for what a step of these networks can cost.
 
 DiffAugment and R1 are switched off on both sides: they are per-recipe costs the hand-written
 loop would pay identically, not trainer overhead. Each variant is warmed up, then the variants
@@ -15,9 +17,11 @@ medians are reported, and the ratio trainer / hand-written (>= ~0.95 means no me
 
     .venv/bin/python -m benchmarks.train_throughput [--steps 100] [--batch 64] [--resolution 16]
         [--device cpu] [--repeats 5] [--threads 1] [--sync-every 0] [--optimizer-impl auto] [--compile]
+        [--cuda-graph]
 
 With ``--compile`` both trainer variants run with ``train.compile`` (the hand-written loop stays eager,
-as a user writes it); the one-off compile time is taken in the warm-up and printed apart.
+as a user writes it); the one-off compile time is taken in the warm-up and printed apart. With
+``--cuda-graph`` they run with ``train.cuda_graph`` (the warm-up covers the captures).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import argparse
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -40,13 +45,14 @@ from ganmodels.data import DataConfig, PreparedDataset, load_dataset  # noqa: E4
 from ganmodels.train import GuardConfig, Trainer, TrainConfig, resolve_device, seed_everything  # noqa: E402
 
 VARIANTS = ("trainer", "trainer-bare", "hand-written")
+GRAPHED = "hand-graphed"  # CUDA only
 
 
 def _train_config(steps: int, batch: int, device: str, *, ema_and_guard: bool, sync_every: int = 0,
-                  optimizer_impl: str = "auto", compile: bool = False) -> TrainConfig:
+                  optimizer_impl: str = "auto", compile: bool = False, cuda_graph: bool = False) -> TrainConfig:
     recipe = ganmodels.get_recipe("dcgan", "stabilised")["train"]
     values = {**recipe, "diffaugment": "", "r1_gamma": 0.0, "gp_lambda": 0.0, "sync_every": sync_every,
-              "optimizer_impl": optimizer_impl, "compile": compile}
+              "optimizer_impl": optimizer_impl, "compile": compile, "cuda_graph": cuda_graph}
     if not ema_and_guard:
         values.update(ema_beta=0.0, guard=GuardConfig(enabled=False))
     # checkpoint_every > any step count timed here: the periodic in-memory snapshot is not per-step work.
@@ -80,32 +86,71 @@ def _g_loss(name: str, fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean() if name == "hinge" else F.softplus(-fake).mean()
 
 
-def hand_written_runner(data: PreparedDataset, cfg: TrainConfig, resolution: int) -> Callable[[int], None]:
-    """-> ``advance(n)``: the textbook alternating loop on the same G/D, loss and optimisers."""
+def _hand_step(data: PreparedDataset, cfg: TrainConfig, resolution: int, gen: torch.Generator,
+               **adam) -> Callable[[], None]:
+    """The textbook alternating step on the same G/D, loss and optimisers; draws come from ``gen``."""
     device = resolve_device(cfg.device)
     gan = _build_gan(resolution).to(device)
     G, D = gan.G.train(), gan.D.train()
     x = data.x_train.to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
-    gen = torch.Generator().manual_seed(cfg.seed)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2), **adam)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2), **adam)
     b = cfg.batch_size
+
+    def step() -> None:
+        real = x[torch.randint(len(x), (b,), generator=gen, device=gen.device).to(device)]
+        z = torch.randn(b, G.z_dim, generator=gen, device=gen.device).to(device)
+        with torch.no_grad():
+            fake = G(z)
+        d_loss = _d_loss(cfg.loss, D(real), D(fake))
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+        z = torch.randn(b, G.z_dim, generator=gen, device=gen.device).to(device)
+        g_loss = _g_loss(cfg.loss, D(G(z)))
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+
+    return step
+
+
+def hand_written_runner(data: PreparedDataset, cfg: TrainConfig, resolution: int) -> Callable[[int], None]:
+    """-> ``advance(n)``: the textbook loop, as most GAN code is written (draws on the CPU, torch's Adam)."""
+    step = _hand_step(data, cfg, resolution, torch.Generator().manual_seed(cfg.seed))
 
     def advance(n: int) -> None:
         for _ in range(n):
-            real = x[torch.randint(len(x), (b,), generator=gen).to(device)]
-            z = torch.randn(b, G.z_dim, generator=gen).to(device)
-            with torch.no_grad():
-                fake = G(z)
-            d_loss = _d_loss(cfg.loss, D(real), D(fake))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            z = torch.randn(b, G.z_dim, generator=gen).to(device)
-            g_loss = _g_loss(cfg.loss, D(G(z)))
-            opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            opt_g.step()
+            step()
+
+    return advance
+
+
+def hand_graphed_runner(data: PreparedDataset, cfg: TrainConfig, resolution: int) -> Callable[[int], None]:
+    """-> ``advance(n)``: the same step drawing on the GPU with capturable fused Adam, warmed up on a side
+    stream, captured once in a CUDA graph and replayed (PyTorch's whole-network capture recipe)."""
+    device = resolve_device(cfg.device)
+    if device.type != "cuda":
+        raise ValueError("the CUDA-graph reference needs a CUDA device")
+    gen = torch.Generator(device).manual_seed(cfg.seed)
+    step = _hand_step(data, cfg, resolution, gen, fused=True, capturable=True)
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with warnings.catch_warnings():  # needed before torch 2.14, deprecated (registered on first use) after
+        warnings.simplefilter("ignore")
+        if hasattr(graph, "register_generator_state"):
+            graph.register_generator_state(gen)
+    with torch.cuda.graph(graph):
+        step()
+
+    def advance(n: int) -> None:
+        for _ in range(n):
+            graph.replay()
 
     return advance
 
@@ -123,15 +168,17 @@ def _timed(advance: Callable[[int], None], steps: int, device: torch.device) -> 
 
 def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "cpu", *, repeats: int = 5,
         warmup: int = 20, data: PreparedDataset | None = None, sync_every: int = 0,
-        optimizer_impl: str = "auto", compile: bool = False) -> dict:
+        optimizer_impl: str = "auto", compile: bool = False, cuda_graph: bool = False) -> dict:
     """Median steps/s per variant over ``repeats`` alternating timings of ``steps`` steps each.
 
     Returns ``{"config": {...}, "<variant>": {"median": s/s, "all": [...]}, "ratio": trainer/hand-written,
-    "ratio_bare": trainer-bare/hand-written, "paired_ratio": median of per-round ratios, ...}``.
+    "ratio_bare": trainer-bare/hand-written, "paired_ratio": median of per-round ratios, ...}``; on CUDA also
+    ``"ratio_graphed"``: trainer / hand-graphed.
     """
     data = data if data is not None else load_dataset(DataConfig(name="digits", resolution=resolution))
     dev = resolve_device(device)
-    trainer_opts = {"sync_every": sync_every, "optimizer_impl": optimizer_impl, "compile": compile}
+    trainer_opts = {"sync_every": sync_every, "optimizer_impl": optimizer_impl, "compile": compile,
+                    "cuda_graph": cuda_graph}
     runners = {
         "trainer": trainer_runner(data, _train_config(steps, batch, device, ema_and_guard=True, **trainer_opts),
                                   resolution),
@@ -139,6 +186,10 @@ def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "
                                        resolution),
         "hand-written": hand_written_runner(data, _train_config(steps, batch, device, ema_and_guard=False), resolution),
     }
+    if dev.type == "cuda":
+        runners[GRAPHED] = hand_graphed_runner(data, _train_config(steps, batch, device, ema_and_guard=False),
+                                               resolution)
+    variants = tuple(runners)
     warmup_seconds = {}
     for name, advance in runners.items():
         start = time.perf_counter()
@@ -146,7 +197,7 @@ def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "
         warmup_seconds[name] = time.perf_counter() - start
     rates: dict[str, list[float]] = {name: [] for name in runners}
     for round_ in range(repeats):
-        order = VARIANTS if round_ % 2 == 0 else tuple(reversed(VARIANTS))  # no variant always runs first
+        order = variants if round_ % 2 == 0 else tuple(reversed(variants))  # no variant always runs first
         for name in order:
             rates[name].append(_timed(runners[name], steps, dev))
     out: dict = {"config": {"steps": steps, "batch": batch, "resolution": resolution, "device": str(dev),
@@ -158,6 +209,9 @@ def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "
     out["ratio_bare"] = out["trainer-bare"]["median"] / hand
     out["paired_ratio"] = statistics.median(t / h for t, h in zip(rates["trainer"], rates["hand-written"]))
     out["paired_ratio_bare"] = statistics.median(t / h for t, h in zip(rates["trainer-bare"], rates["hand-written"]))
+    if GRAPHED in rates:
+        out["ratio_graphed"] = out["trainer"]["median"] / out[GRAPHED]["median"]
+        out["ratio_graphed_eager"] = out[GRAPHED]["median"] / hand
     return out
 
 
@@ -165,14 +219,20 @@ def format_result(r: dict) -> str:
     c = r["config"]
     lines = [f"Trainer vs hand-written loop: DCGAN {c['resolution']}px, batch {c['batch']}, {c['device']}, "
              f"{c['threads']} thread(s), median of {c['repeats']} x {c['steps']} steps; trainer sync_every="
-             f"{c['sync_every'] or 'auto'}, optimizer_impl={c['optimizer_impl']}, compile={c['compile']}",
+             f"{c['sync_every'] or 'auto'}, optimizer_impl={c['optimizer_impl']}, compile={c['compile']}, "
+             f"cuda_graph={c['cuda_graph']}",
              "| variant | steps/s (median) | all runs | warm-up s |", "|---|---|---|---|"]
-    for name in VARIANTS:
+    for name in (*VARIANTS, GRAPHED):
+        if name not in r:
+            continue
         runs = ", ".join(f"{v:.1f}" for v in r[name]["all"])
         lines.append(f"| {name} | {r[name]['median']:.2f} | {runs} | {r[name]['warmup_seconds']:.1f} |")
     lines.append(f"ratio trainer (EMA + guard) / hand-written: {r['ratio']:.3f} (paired median {r['paired_ratio']:.3f})")
     lines.append(f"ratio trainer-bare / hand-written:          {r['ratio_bare']:.3f} "
                  f"(paired median {r['paired_ratio_bare']:.3f})")
+    if "ratio_graphed" in r:
+        lines.append(f"ratio trainer / hand-graphed:               {r['ratio_graphed']:.3f}")
+        lines.append(f"ratio hand-graphed / hand-written:          {r['ratio_graphed_eager']:.3f}")
     return "\n".join(lines)
 
 
@@ -187,10 +247,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sync-every", type=int, default=0, help="the trainer's train.sync_every (0: auto)")
     parser.add_argument("--optimizer-impl", default="auto", help="the trainer's train.optimizer_impl")
     parser.add_argument("--compile", action="store_true", help="the trainer's train.compile")
+    parser.add_argument("--cuda-graph", action="store_true", help="the trainer's train.cuda_graph")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(format_result(run(args.steps, args.batch, args.resolution, args.device, repeats=args.repeats,
-                            sync_every=args.sync_every, optimizer_impl=args.optimizer_impl, compile=args.compile)))
+                            sync_every=args.sync_every, optimizer_impl=args.optimizer_impl, compile=args.compile,
+                            cuda_graph=args.cuda_graph)))
 
 
 if __name__ == "__main__":

@@ -93,3 +93,72 @@ def test_compiled_training_on_cuda_matches_eager(tiny_images):
     for a, b in zip(logs[False], logs[True]):
         for key in a:  # TF32 convolutions on both sides: agreement to rounding, not bits
             assert b[key] == pytest.approx(a[key], rel=1e-2, abs=1e-3), key
+
+
+GRAPHED = dict(cuda_graph=True, sync_every=10, r1_gamma=1.0, reg_every=4, ema_start=6, lr_decay_start=0.5,
+               diffaugment="color,translation,cutout")
+
+
+def _graph_run(data, warmup, steps=40, tmp_path=None, resume=False, **train):
+    """A cuda_graph run (R1 every 4th step, EMA copying until step 6, a decaying rate) and its logs;
+    ``warmup`` = 10**9 runs every step eagerly through the same path (the reference)."""
+    from ganmodels.train import LossHistory, graphs
+
+    saved, graphs.WARMUP = graphs.WARMUP, warmup
+    try:
+        history = LossHistory()
+        t = make(data, tmp_path, **{**GRAPHED, "steps": 40, **train})
+        t.callbacks.append(history)
+        t.device_gen.manual_seed(777)  # a resumed run must get its stream from the checkpoint
+        t.fit(steps, resume=resume)
+    finally:
+        graphs.WARMUP = saved
+    return t, history.logs
+
+
+def _assert_close(a, b):
+    for (name, x), y in zip(a.generator.state_dict().items(), b.generator.state_dict().values()):
+        assert torch.allclose(x, y, rtol=1e-3, atol=1e-4), name
+
+
+def test_cuda_graph_replays_the_step_like_eager(tiny_images):
+    """The whole step captured and replayed: Adam capturable with its rate on the device, draws from the
+    device generator (graph-safe: every replay draws new numbers), one graph per step pattern."""
+    eager, eager_logs = _graph_run(tiny_images, 10**9)
+    assert eager.graphs is not None and eager.graphs.captures == 0
+    replayed, logs = _graph_run(tiny_images, 2)
+    assert replayed.graphs is not None, "the step was not captured (see the warning above)"
+    assert replayed.graphs.captures >= 2
+    assert all(group["capturable"] and torch.is_tensor(group["lr"])
+               for opt in replayed.optimisers.values() for group in opt.param_groups)
+    assert len({round(step["d_real"], 6) for step in logs[-10:]}) > 1, "replays drew the same batch"
+    for step, (a, b) in enumerate(zip(eager_logs, logs), 1):
+        for key in a:  # the same kernels and the same random numbers: agreement to rounding
+            assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-4), f"step {step}: {key}"
+    _assert_close(eager, replayed)
+
+
+def test_cuda_graph_run_resumes(tiny_images, tmp_path):
+    straight, _ = _graph_run(tiny_images, 2, 30, tmp_path / "a")
+    _graph_run(tiny_images, 2, 15, tmp_path / "b", checkpoint_every=15)
+    resumed, _ = _graph_run(tiny_images, 2, 30, tmp_path / "b", resume=True, checkpoint_every=15)
+    assert resumed.graphs.captures >= 1
+    _assert_close(straight, resumed)
+
+
+def test_cuda_graph_run_rolls_back(tiny_images):
+    class Poison(Callback):
+        def needs_live_state(self, trainer, step):
+            return step == 18
+
+        def on_step_end(self, trainer, step, logs):
+            if step == 18 and not trainer.rollbacks:
+                with torch.no_grad():
+                    next(trainer.networks["D"].parameters()).fill_(float("nan"))
+
+    t = make(tiny_images, **GRAPHED, checkpoint_every=15, guard=GuardConfig(max_rollbacks=2))
+    t.callbacks.append(Poison())
+    result = t.fit(40)
+    assert result.rollbacks == 1 and (result.events[0].step, result.events[0].restored_step) == (18, 15)
+    assert t.graphs is not None and t.graphs.captures >= 3  # captured before, and again after the load
+    assert all(torch.isfinite(p).all() for p in t.networks["D"].parameters())

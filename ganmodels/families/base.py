@@ -221,6 +221,12 @@ class GANFamily(nn.Module):
         A family that calls parts of a network (StyleGAN2: G's mapping and synthesis) names the parts."""
         return self.networks()
 
+    def capture_blocker(self, cfg: "TrainConfig") -> str | None:
+        """Why this family's training step cannot be captured in a CUDA graph (``train.cuda_graph``), or
+        None. A captured step replays its kernels only: a step that decides on the host from a random
+        draw, or keeps state in Python objects, cannot be replayed."""
+        return None
+
     @property
     def generator(self) -> nn.Module:
         return getattr(self, self.inference_network)

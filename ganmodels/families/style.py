@@ -45,6 +45,10 @@ class StyleGAN2Family(NoiseGAN):
         # which splits it into one graph per layer instance, past torch.compile's recompile limit.
         return {"G.mapping": self.G.mapping, "D": self.D}
 
+    def capture_blocker(self, cfg: "TrainConfig") -> str | None:
+        return ("StyleGAN2's step decides style mixing on the host from a random draw and replaces its "
+                "path-length mean each update; train it with train.cuda_graph: false")
+
     def _cfg(self, key: str, default):
         return getattr(self.config, key, default)
 

@@ -52,6 +52,12 @@ class UnpairedGAN(GANFamily):
         self._pools: dict[str, list[torch.Tensor]] = {"A": [], "B": []}
         self._fakes: dict[str, torch.Tensor] = {}  # this step's G-phase fakes, for its D phase
 
+    def capture_blocker(self, cfg) -> str | None:
+        if self.pool_size:
+            return (f"the image pool (model.pool_size={self.pool_size}) is kept and sampled on the host; "
+                    "set model.pool_size: 0 or train.cuda_graph: false")
+        return None
+
     @property
     def lambda_cycle(self) -> float:
         return float(getattr(self.config, "lambda_cycle", 10.0))

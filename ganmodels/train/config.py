@@ -66,6 +66,10 @@ class TrainConfig:
     # torch.compile the networks a step runs (ganmodels.compiled). Off by default: compiling costs about
     # 25 s on a 2-core CPU, more than it saves in the default 3,000-step digits run (docs/performance.md).
     compile: bool = False
+    # Capture the whole step (forwards, backwards, Adam and EMA updates) in a CUDA graph and replay it:
+    # one launch per step instead of hundreds (ganmodels.train.graphs). CUDA only; a setting or family
+    # that cannot be captured trains uncaptured with a warning. Off until measured on a GPU.
+    cuda_graph: bool = False
     guard: GuardConfig = field(default_factory=GuardConfig)
 
     def __post_init__(self):
@@ -89,8 +93,9 @@ class TrainConfig:
             errors.append(f"sync_every must be >= 0 (got {self.sync_every}; 0 picks it for the device)")
         if self.optimizer_impl not in OPTIMIZER_IMPLS:
             errors.append(f"optimizer_impl must be one of {list(OPTIMIZER_IMPLS)} (got {self.optimizer_impl!r})")
-        if not isinstance(self.compile, bool):
-            errors.append(f"compile must be true or false (got {self.compile!r})")
+        for name in ("compile", "cuda_graph"):
+            if not isinstance(getattr(self, name), bool):
+                errors.append(f"{name} must be true or false (got {getattr(self, name)!r})")
         if self.checkpoint_seconds < 0:
             errors.append(f"checkpoint_seconds must be >= 0 (got {self.checkpoint_seconds}; 0 switches it off)")
         if self.r1_gamma < 0 or self.gp_lambda < 0:

@@ -39,7 +39,7 @@ from ganmodels.families.base import GANFamily, Phase, StepContext
 from ganmodels.losses import get_loss
 from ganmodels.train.callbacks import Callback, RollbackEvent
 from ganmodels.train.checkpoint import load_checkpoint, save_checkpoint
-from ganmodels.train import distributed
+from ganmodels.train import distributed, graphs
 from ganmodels.train.config import TrainConfig
 from ganmodels.train.ema import make_ema, update_ema
 
@@ -147,15 +147,20 @@ class Trainer:
                                           if cfg.ema_beta > 0 else {})
         self.tensors = model.training_tensors(data, self.device, fmt)
         self.groups = model.optimisers(cfg)
-        impl = _adam_impl(cfg.optimizer_impl, self.device)
-        self.optimisers = {name: torch.optim.Adam(self._parameters(group.networks), lr=group.lr, betas=group.betas,
-                                                  **impl)
-                           for name, group in self.groups.items()}
-        self._check_phases()
         self.compiled = self._compile() if cfg.compile else False
         self.gen = torch.Generator().manual_seed(cfg.seed)
         self.device_gen = _device_generator(self.gen, self.device, cfg.seed)
         self.sync_every = cfg.sync_every or (1 if self.device.type == "cpu" else DEVICE_SYNC_EVERY)
+        self.graphs = self._graphs() if cfg.cuda_graph else None
+        # A captured step reads the learning rate from device memory (the schedule and a rollback change
+        # it); kept there for the whole run, also if a capture fails, so its numbers do not depend on that.
+        self._lr_tensors: dict[tuple[str, int], torch.Tensor] | None = {} if self.graphs is not None else None
+        impl = {**_adam_impl(cfg.optimizer_impl, self.device),
+                **({"capturable": True} if self.graphs is not None and self.device.type == "cuda" else {})}
+        self.optimisers = {name: torch.optim.Adam(self._parameters(group.networks), lr=group.lr, betas=group.betas,
+                                                  **impl)
+                           for name, group in self.groups.items()}
+        self._check_phases()
         # Steps run since the last sync: (step index, its logged numbers and the guard's checks, on the device).
         self._pending: list[tuple[int, dict[str, torch.Tensor], Checks]] = []
         self.step = 0
@@ -164,6 +169,9 @@ class Trainer:
         self._stop_reason = ""
         self._last_good: dict | None = None
         self._last_checkpoint_time = time.monotonic()
+        self._layouts: dict[tuple, dict[str, list[str]]] = {}
+        if self.graphs is not None:
+            self._apply_lr()  # the rates into device memory before anything is captured
 
     # -- public API -------------------------------------------------------------------------
     @property
@@ -212,7 +220,7 @@ class Trainer:
         while self.step < total and not self._stop_reason:
             if self.cfg.lr_decay_start < 1.0:
                 self._apply_lr()  # the schedule is a function of the step: exact on resume
-            self._pending.append((self.step, *self._step()))
+            self._pending.append((self.step, *(self._step() if self.graphs is None else self._graphed_step())))
             self.step += 1
             due = self._checkpoint_due()
             # A checkpoint is a sync point: no unchecked update reaches it or the rollback target.
@@ -284,15 +292,19 @@ class Trainer:
             self._guard(self.step, {key: float(value)})
         return self._to_floats(numbers)
 
-    def _step(self) -> tuple[dict[str, torch.Tensor], Checks]:
+    def _step(self, step: int | None = None) -> tuple[dict[str, torch.Tensor], Checks]:
         """Run one step; -> (its logged numbers, still on the device; the guard's deferred checks, empty
-        with ``sync_every == 1``, where the guard checked each update before applying it)."""
+        with ``sync_every == 1``, where the guard checked each update before applying it).
+
+        ``step`` (default ``self.step``) makes the step's Python decisions: which phases run, whether
+        the penalties are due, whether EMA copies or averages. A captured step keeps those of its capture."""
+        step = self.step if step is None else step
         numbers: dict[str, torch.Tensor] = {}
         checks: Checks = []
-        ctx = StepContext(self.step, self.cfg, self.gen, self.device, self.loss, self.augment, self.tensors,
+        ctx = StepContext(step, self.cfg, self.gen, self.device, self.loss, self.augment, self.tensors,
                           self._autocast, self.process.rank, self.process.world, self.device_gen)
         for phase in self.phases:
-            if self.step % phase.every:
+            if step % phase.every:
                 continue
             for _ in range(phase.repeat):
                 loss, extra = self.model.phase_loss(phase, ctx)
@@ -300,10 +312,38 @@ class Trainer:
         if self.process.world > 1:  # running means a step updates from its own rows (w_avg)
             distributed.average_buffers(self.networks.values(), self.process.world)
         if self.ema:
-            beta = 0.0 if self.step < self.cfg.ema_start else self.cfg.ema_beta
+            beta = 0.0 if step < self.cfg.ema_start else self.cfg.ema_beta
             for name, ema in self.ema.items():
                 update_ema(ema, self.networks[name], beta)
         return numbers, checks
+
+    def _step_pattern(self) -> tuple:
+        """The Python decisions ``_step`` makes at this step: steps with equal patterns run the same kernels."""
+        return (tuple(self.step % phase.every == 0 for phase in self.phases),
+                self.step % self.cfg.reg_every == 0, self.step < self.cfg.ema_start)
+
+    def _graphed_step(self) -> tuple[dict[str, torch.Tensor], Checks]:
+        """``_step`` through the step graphs: the same numbers, from one graph replay per step once captured."""
+        assert self.graphs is not None
+        key, step, layout = self._step_pattern(), self.step, {}
+
+        def run() -> torch.Tensor:  # the step's numbers in one tensor, the graph's output
+            numbers, checks = self._step(step)
+            layout["numbers"], layout["checks"] = list(numbers), [k for k, _ in checks]
+            return torch.stack([t.detach().float().reshape(()) for t in [*numbers.values(), *(v for _, v in checks)]])
+
+        try:
+            flat = self.graphs.run(key, run)
+        except graphs.CaptureFailed as e:
+            log.warning("train.cuda_graph: the step could not be captured (%s); training runs uncaptured", e)
+            self.graphs = None
+            return self._step()
+        if layout:  # ``run`` ran (a warm-up or the capture); a replay's numbers are laid out as at its capture
+            self._layouts[key] = dict(layout)
+        names = self._layouts[key]
+        n = len(names["numbers"])
+        numbers = {k: flat[i] for i, k in enumerate(names["numbers"])}
+        return numbers, [(k, flat[n + i]) for i, k in enumerate(names["checks"])]
 
     def _autocast(self):
         if self.use_amp:
@@ -386,8 +426,13 @@ class Trainer:
 
     def _apply_lr(self) -> None:
         for name, opt in self.optimisers.items():
-            for group in opt.param_groups:
-                group["lr"] = self.groups[name].lr * self.lr_scale * self._schedule()
+            for i, group in enumerate(opt.param_groups):
+                lr = self.groups[name].lr * self.lr_scale * self._schedule()
+                if self._lr_tensors is None:
+                    group["lr"] = lr
+                else:  # the same tensor throughout: a captured update reads it where the capture found it
+                    rate = self._lr_tensors.setdefault((name, i), torch.zeros((), device=self.device))
+                    group["lr"] = rate.fill_(lr)
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -411,13 +456,15 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self._check_resumable(state)
+        if self.graphs is not None:  # the load replaces tensors the graphs hold (the optimisers' state)
+            self.graphs.reset()
         for name, net in self.networks.items():
             net.load_state_dict(state["networks"][name])
         for name, ema in self.ema.items():
             saved = state["ema"].get(name)
             ema.load_state_dict(saved if saved is not None else state["networks"][name])
         for name, opt in self.optimisers.items():
-            opt.load_state_dict(state["optimisers"][name])
+            _load_optimiser(opt, state["optimisers"][name])
         self.model.load_family_state(state.get("family_state") or {})
         self.gen.set_state(state["rng"]["trainer"].cpu())
         if self.device_gen is not self.gen:
@@ -483,6 +530,16 @@ class Trainer:
         compiled.compile_modules(self.model.step_modules(), self.device)
         return True
 
+    def _graphs(self) -> graphs.StepGraphs | None:
+        """``train.cuda_graph``: the step graphs, or None (with the reason logged) where a step cannot be captured."""
+        reason = graphs.unavailable(self.device, sync_every=self.sync_every, world=self.process.world,
+                                    amp=self.use_amp, compile=self.compiled,
+                                    family_reason=self.model.capture_blocker(self.cfg))
+        if reason:
+            log.warning("train.cuda_graph: %s; training runs uncaptured", reason)
+            return None
+        return graphs.StepGraphs(self.device, (self.device_gen,))  # the CPU generator is not drawn from in a captured step
+
     # -- set-up checks ---------------------------------------------------------------------------
     def _parameters(self, names: tuple[str, ...]) -> list[nn.Parameter]:
         unknown = sorted(set(names) - set(self.networks))
@@ -508,6 +565,14 @@ def _adam_impl(name: str, device: torch.device) -> dict[str, bool]:
     if name == "auto":
         return {"fused": True} if device.type == "cuda" else {}  # CPU: torch's default
     return {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}[name]
+
+
+def _load_optimiser(opt: torch.optim.Optimizer, saved: dict) -> None:
+    """``opt.load_state_dict`` keeping this run's implementation (fused, foreach, capturable): torch would
+    take the checkpoint's, and a run resumed on another device (``train.device`` may change) needs its own
+    (a capturable optimiser steps only on an accelerator; where ``step`` is kept follows these flags)."""
+    flags = {key: opt.defaults[key] for key in ("foreach", "fused", "capturable") if key in opt.defaults}
+    opt.load_state_dict({**saved, "param_groups": [{**group, **flags} for group in saved["param_groups"]]})
 
 
 def _to_cpu(obj):
