@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 TELEMETRY_OFF = {
@@ -49,7 +51,31 @@ def setup_environment(project_dir: str | os.PathLike | None = None) -> Path:
     # the stage runner (dvc repro) and a deployment's flow import torch first, so they inherit the
     # policy from their environment (prefect.yaml sets it for deployments).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    show_library_warnings()
     return root
+
+
+class _LibraryWarnings(logging.Handler):
+    """ganmodels' warnings on stderr, one line each (Prefect's console handler shows only CRITICAL)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("ganpipe: warning: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(self.format(record), file=sys.stderr)  # the stderr of the moment (tests replace it)
+        except Exception:
+            self.handleError(record)
+
+
+def show_library_warnings() -> None:
+    """Show what the library warns about on the terminal: a setting that cannot take effect here
+    (``train.compile`` without a compiler, ``train.cuda_graph`` without a GPU) and trains without it,
+    an export that falls back. The records still propagate to Prefect's API handler (the UI)."""
+    logger = logging.getLogger("ganmodels")
+    if not any(isinstance(h, _LibraryWarnings) for h in logger.handlers):
+        logger.addHandler(_LibraryWarnings())
 
 
 def apply_threads(threads: int) -> None:

@@ -116,3 +116,17 @@ def test_more_processes_than_gpus_is_bad_input(monkeypatch):
     check_processes(cfg, 2)
     with pytest.raises(ConfigError, match="one process per GPU"):
         check_processes(cfg, 4)
+
+
+def test_library_warnings_reach_the_terminal_once(capsys):
+    """Prefect's console handler shows only CRITICAL records; a setting the library cannot honour here
+    (train.cuda_graph without a GPU, train.compile without a compiler) must still be seen, once."""
+    import logging
+
+    setup_environment()
+    setup_environment()  # the CLI and the flow both set up the process
+    logging.getLogger("ganmodels.train.trainer").warning("train.cuda_graph: why; training runs uncaptured")
+    logging.getLogger("ganmodels.train.trainer").info("resumed from somewhere")
+    err = capsys.readouterr().err
+    assert err.count("ganpipe: warning: train.cuda_graph: why; training runs uncaptured") == 1
+    assert "resumed from" not in err
