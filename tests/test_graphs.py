@@ -19,6 +19,7 @@ import logging
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import ganmodels
 from ganmodels.train import Callback, GuardConfig, LossHistory, TrainConfig, Trainer, graphs, seed_everything
@@ -200,6 +201,52 @@ def test_cyclegan_without_a_pool_and_pix2pix_are_captured(data_of_kind, on_cpu):
         trainer = Trainer(gan, data_of_kind[gan.accepts[0]], TrainConfig(**{**RECIPE, "steps": 5, "diffaugment": ""}))
         trainer.fit()
         assert trainer.graphs is not None and trainer.graphs.captures >= 1, name
+
+
+class HostWork(TorchDispatchMode):
+    """Records what a CUDA graph cannot replay: reading a tensor's value on the host (``float(t)``,
+    ``.item()``, ``nonzero``: a capture fails on them) and drawing from the host generator (a capture
+    would freeze the draw). On CUDA the per-sample draws come from the device generator; here a second
+    CPU generator stands in for it, so a draw from the host one is told apart."""
+
+    READS = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.equal.default",
+             "aten.is_nonzero.default"}
+
+    def __init__(self, host_gen):
+        super().__init__()
+        self.host_gen, self.found = host_gen, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if str(func) in self.READS:
+            self.found.append(f"{func} (a host read)")
+        if any(value is self.host_gen for value in (*args, *kwargs.values())):
+            self.found.append(f"{func} from the host generator")
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("name, extra, capturable", [
+    ("dcgan", {}, True), ("cgan", {}, True), ("mlp2d", {}, True), ("pix2pix", {}, True),
+    ("cyclegan", {"pool_size": 0}, True), ("cyclegan", {}, False), ("stylegan2", {}, False),
+])
+def test_a_capturable_step_does_no_host_work(name, extra, capturable, data_of_kind, monkeypatch):
+    """Every family the trainer captures runs a step with no host read and no host draw (R1 and
+    DiffAugment on for images; fused Adam, as on CUDA); the families that say they cannot be captured do
+    host work, which is why."""
+    from ganmodels.train import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "_device_generator", lambda gen, device, seed: torch.Generator().manual_seed(1))
+    seed_everything(0)
+    gan = ganmodels.build(name, {**SMALL[name], **extra})
+    image = gan.accepts[0].value != "points"
+    cfg = TrainConfig(**{**RECIPE, "cuda_graph": False, "optimizer_impl": "fused", "reg_every": 1, "d_steps": 1,
+                         **({} if image else {"r1_gamma": 0.0, "diffaugment": ""})})
+    trainer = Trainer(gan, data_of_kind[gan.accepts[0]], cfg)
+    trainer._step()  # lazy state (Adam's) is made outside: a capture follows warm-up steps
+    with HostWork(trainer.gen) as seen:
+        trainer._step()
+    assert (not seen.found) == capturable, seen.found
+    assert (gan.capture_blocker(cfg) is None) == capturable
 
 
 def test_cuda_graph_must_be_a_boolean():
