@@ -9,7 +9,8 @@
 # with train.cuda_graph against the hand-written eager loop and the hand-written whole-step CUDA graph
 # (16 px batch 64, then 32 px batch 256); the default digits run trained on the GPU with and without
 # train.cuda_graph and scored with its gates; then the trainer with the CUDA defaults, with per-update
-# reads and torch's default Adam (the previous behaviour), and with train.compile.
+# reads and torch's default Adam (the previous behaviour), with train.compile, and captured with NCHW
+# batches instead of channels_last (train.memory_format).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-results}"
@@ -40,3 +41,4 @@ throughput _sync1_forloop 16 64 --sync-every 1 --optimizer-impl for-loop
 throughput _compile 16 64 --compile
 throughput _sync1_forloop 32 256 --sync-every 1 --optimizer-impl for-loop
 throughput _compile 32 256 --compile
+throughput _cuda_graph_contiguous 32 256 --cuda-graph --memory-format contiguous

@@ -17,11 +17,12 @@ medians are reported, and the ratio trainer / hand-written (>= ~0.95 means no me
 
     .venv/bin/python -m benchmarks.train_throughput [--steps 100] [--batch 64] [--resolution 16]
         [--device cpu] [--repeats 5] [--threads 1] [--sync-every 0] [--optimizer-impl auto] [--compile]
-        [--cuda-graph]
+        [--cuda-graph] [--memory-format auto]
 
 With ``--compile`` both trainer variants run with ``train.compile`` (the hand-written loop stays eager,
 as a user writes it); the one-off compile time is taken in the warm-up and printed apart. With
-``--cuda-graph`` they run with ``train.cuda_graph`` (the warm-up covers the captures).
+``--cuda-graph`` they run with ``train.cuda_graph`` (the warm-up covers the captures);
+``--memory-format`` sets the trainer's ``train.memory_format`` (the hand-written loops stay contiguous).
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ GRAPHED = "hand-graphed"  # CUDA only
 
 
 def _train_config(steps: int, batch: int, device: str, *, ema_and_guard: bool, sync_every: int = 0,
-                  optimizer_impl: str = "auto", compile: bool = False, cuda_graph: bool = False) -> TrainConfig:
+                  optimizer_impl: str = "auto", compile: bool = False, cuda_graph: bool = False,
+                  memory_format: str = "auto") -> TrainConfig:
     recipe = ganmodels.get_recipe("dcgan", "stabilised")["train"]
     values = {**recipe, "diffaugment": "", "r1_gamma": 0.0, "gp_lambda": 0.0, "sync_every": sync_every,
-              "optimizer_impl": optimizer_impl, "compile": compile, "cuda_graph": cuda_graph}
+              "optimizer_impl": optimizer_impl, "compile": compile, "cuda_graph": cuda_graph,
+              "memory_format": memory_format}
     if not ema_and_guard:
         values.update(ema_beta=0.0, guard=GuardConfig(enabled=False))
     # checkpoint_every > any step count timed here: the periodic in-memory snapshot is not per-step work.
@@ -168,7 +171,8 @@ def _timed(advance: Callable[[int], None], steps: int, device: torch.device) -> 
 
 def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "cpu", *, repeats: int = 5,
         warmup: int = 20, data: PreparedDataset | None = None, sync_every: int = 0,
-        optimizer_impl: str = "auto", compile: bool = False, cuda_graph: bool = False) -> dict:
+        optimizer_impl: str = "auto", compile: bool = False, cuda_graph: bool = False,
+        memory_format: str = "auto") -> dict:
     """Median steps/s per variant over ``repeats`` alternating timings of ``steps`` steps each.
 
     Returns ``{"config": {...}, "<variant>": {"median": s/s, "all": [...]}, "ratio": trainer/hand-written,
@@ -178,7 +182,7 @@ def run(steps: int = 100, batch: int = 64, resolution: int = 16, device: str = "
     data = data if data is not None else load_dataset(DataConfig(name="digits", resolution=resolution))
     dev = resolve_device(device)
     trainer_opts = {"sync_every": sync_every, "optimizer_impl": optimizer_impl, "compile": compile,
-                    "cuda_graph": cuda_graph}
+                    "cuda_graph": cuda_graph, "memory_format": memory_format}
     runners = {
         "trainer": trainer_runner(data, _train_config(steps, batch, device, ema_and_guard=True, **trainer_opts),
                                   resolution),
@@ -220,7 +224,7 @@ def format_result(r: dict) -> str:
     lines = [f"Trainer vs hand-written loop: DCGAN {c['resolution']}px, batch {c['batch']}, {c['device']}, "
              f"{c['threads']} thread(s), median of {c['repeats']} x {c['steps']} steps; trainer sync_every="
              f"{c['sync_every'] or 'auto'}, optimizer_impl={c['optimizer_impl']}, compile={c['compile']}, "
-             f"cuda_graph={c['cuda_graph']}",
+             f"cuda_graph={c['cuda_graph']}, memory_format={c['memory_format']}",
              "| variant | steps/s (median) | all runs | warm-up s |", "|---|---|---|---|"]
     for name in (*VARIANTS, GRAPHED):
         if name not in r:
@@ -248,11 +252,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--optimizer-impl", default="auto", help="the trainer's train.optimizer_impl")
     parser.add_argument("--compile", action="store_true", help="the trainer's train.compile")
     parser.add_argument("--cuda-graph", action="store_true", help="the trainer's train.cuda_graph")
+    parser.add_argument("--memory-format", default="auto", help="the trainer's train.memory_format")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(format_result(run(args.steps, args.batch, args.resolution, args.device, repeats=args.repeats,
                             sync_every=args.sync_every, optimizer_impl=args.optimizer_impl, compile=args.compile,
-                            cuda_graph=args.cuda_graph)))
+                            cuda_graph=args.cuda_graph, memory_format=args.memory_format)))
 
 
 if __name__ == "__main__":

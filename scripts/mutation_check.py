@@ -6,8 +6,11 @@ The unmutated copy must pass the same tests first, or a failure would prove noth
 whose code no longer appears verbatim is reported as stale: update it along with the code, so the
 claim stays proven.
 
-    .venv/bin/python scripts/mutation_check.py            # every mutation (~3 minutes on 2 cores)
+    .venv/bin/python scripts/mutation_check.py            # every mutation (~6 minutes on 2 cores)
     .venv/bin/python scripts/mutation_check.py -k resume  # the ones whose name contains "resume"
+
+Mutations run ``--jobs`` at a time (default: 2, or 1 on a one-core machine), each in its own copy: the
+test suite runs in one process, so in CI the second core would otherwise sit idle here.
 
 Exit status 0 when every mutation is caught, 1 otherwise. tests/test_mutation_check.py runs it in CI.
 To prove a new claim the same way, add a ``Mutation`` below: the file, the exact code, its broken
@@ -17,6 +20,7 @@ form, and the tests that must fail.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import shutil
 import subprocess
@@ -321,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-k", default="", help="only mutations whose name contains this text")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per test run")
+    parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="mutations run at once")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTATIONS if args.k.lower() in m.name.lower()]
     if not chosen:
@@ -332,28 +337,34 @@ def main(argv: list[str] | None = None) -> int:
         stale = [m.name for m in chosen if (pristine / m.path).read_text().count(m.find) != 1]
         baseline_tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
         start = time.perf_counter()
-        baseline = run_tests(pristine, baseline_tests, args.timeout)
-        if baseline.returncode != 0:
-            print(f"the unmutated copy fails its tests, so no mutation can be judged:\n{baseline.stdout[-3000:]}")
-            return 1
+        jobs = max(1, args.jobs)
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:  # the selections split over the jobs
+            baselines = list(pool.map(lambda part: run_tests(pristine, part, args.timeout),
+                                      [baseline_tests[i::jobs] for i in range(jobs) if baseline_tests[i::jobs]]))
+        for baseline in baselines:
+            if baseline.returncode != 0:
+                print(f"the unmutated copy fails its tests, so no mutation can be judged:\n{baseline.stdout[-3000:]}")
+                return 1
         print(f"baseline: {len(baseline_tests)} test selections pass unmutated ({time.perf_counter() - start:.0f} s)")
-        results = []
-        for mutation in chosen:
+
+        def judge(index: int, mutation: Mutation) -> tuple[Mutation, str, str]:
             if mutation.name in stale:
-                results.append((mutation, "STALE", "the code to break no longer appears exactly once"))
-                continue
-            copy = Path(tmp) / "mutant"
-            shutil.rmtree(copy, ignore_errors=True)
+                return mutation, "STALE", "the code to break no longer appears exactly once"
+            copy = Path(tmp) / f"mutant-{index}"
             shutil.copytree(pristine, copy)
             target = copy / mutation.path
             target.write_text(target.read_text().replace(mutation.find, mutation.replace))
             t0 = time.perf_counter()
             result = run_tests(copy, mutation.tests, args.timeout)
+            shutil.rmtree(copy, ignore_errors=True)
             verdict = "caught" if result.returncode == 1 else ("SURVIVED" if result.returncode == 0 else "ERROR")
             lines = [ln for ln in result.stdout.splitlines() if ln.startswith(("FAILED", "ERROR"))]
-            results.append((mutation, verdict, f"{time.perf_counter() - t0:.0f} s; " + (lines[0] if lines else
-                                                                                          result.stdout[-200:])))
             print(f"{verdict:8} {mutation.name}", flush=True)
+            return mutation, verdict, f"{time.perf_counter() - t0:.0f} s; " + (lines[0] if lines else
+                                                                             result.stdout[-200:])
+
+        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+            results = list(pool.map(judge, range(len(chosen)), chosen))  # in the listed order
     print("\n| mutation | file | verdict | evidence |\n|---|---|---|---|")
     for mutation, verdict, evidence in results:
         print(f"| {mutation.name} | {mutation.path} | {verdict} | {evidence.strip()[:160]} |")

@@ -415,3 +415,18 @@ def test_the_guard_checks_every_repeat_of_a_phase(tiny_images, every):
     trainer.model.phase_loss = phase_loss
     with pytest.raises(TrainingDiverged, match=r"step 2 .*d_loss=1e\+06 exceeds the limit"):
         trainer.fit(8)
+
+
+def test_memory_format_is_a_setting(tiny_images):
+    def conv_weights(trainer):
+        return [p for p in trainer.networks["D"].parameters() if p.dim() == 4 and p.shape[1] > 1]
+
+    nhwc = make_trainer("dcgan", SMALL_DCGAN, tiny_images, memory_format="channels_last")
+    assert conv_weights(nhwc) and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+                                      for w in conv_weights(nhwc))
+    auto = make_trainer("dcgan", SMALL_DCGAN, tiny_images)  # auto: contiguous on CPU (channels_last on CUDA)
+    assert all(w.is_contiguous() for w in conv_weights(auto))
+    nhwc.fit(2)
+    assert all_finite(nhwc)
+    with pytest.raises(ValueError, match="memory_format must be one of"):
+        TrainConfig(memory_format="nhwc")

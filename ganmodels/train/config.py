@@ -11,6 +11,7 @@ from ganmodels.losses import list_losses
 
 
 OPTIMIZER_IMPLS = ("auto", "fused", "foreach", "for-loop")
+MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class TrainConfig:
     # Adam's implementation: "fused" (one kernel per update), "foreach" (a few batched kernels),
     # "for-loop" (per parameter), or "auto": fused on CUDA, torch's default elsewhere.
     optimizer_impl: str = "auto"
+    # Layout of image networks and batches: "channels_last" (NHWC), "contiguous" (NCHW), or "auto":
+    # channels_last on CUDA, contiguous elsewhere. A speed setting: a resumed run may change it.
+    memory_format: str = "auto"
     # torch.compile the networks a step runs (ganmodels.compiled). Off by default: compiling costs about
     # 25 s on a 2-core CPU, more than it saves in the default 3,000-step digits run (docs/performance.md).
     compile: bool = False
@@ -91,6 +95,8 @@ class TrainConfig:
             errors.append("d_steps, reg_every and checkpoint_every must be >= 1")
         if self.sync_every < 0:
             errors.append(f"sync_every must be >= 0 (got {self.sync_every}; 0 picks it for the device)")
+        if self.memory_format not in MEMORY_FORMATS:
+            errors.append(f"memory_format must be one of {list(MEMORY_FORMATS)} (got {self.memory_format!r})")
         if self.optimizer_impl not in OPTIMIZER_IMPLS:
             errors.append(f"optimizer_impl must be one of {list(OPTIMIZER_IMPLS)} (got {self.optimizer_impl!r})")
         for name in ("compile", "cuda_graph"):

@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 # Train-config fields a resumed run may change: how long it runs and where/how often it saves.
 # Anything else (losses, learning rates, EMA, regularisers, seed) would make the resumed run a
 # different run than the one whose checkpoint it continues.
-RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "checkpoint_seconds", "device", "sync_every"})
+RESUMABLE_CHANGES = frozenset({"steps", "checkpoint_every", "checkpoint_seconds", "device", "sync_every",
+                               "memory_format"})
 
 # Steps between host reads of the step's numbers on an accelerator (``TrainConfig.sync_every=0``): long
 # enough that the host stays ahead of the device, short enough that a divergence wastes little work.
@@ -131,7 +132,7 @@ class Trainer:
         self.phases: tuple[Phase, ...] = model.phases(cfg)
 
         image = data.kind == "image"
-        fmt = torch.channels_last if (image and self.device.type == "cuda") else torch.contiguous_format
+        fmt = _memory_format(cfg.memory_format, self.device) if image else torch.contiguous_format
         model.to(self.device, memory_format=fmt) if image else model.to(self.device)
         self.networks: dict[str, nn.Module] = {name: net.train() for name, net in model.networks().items()}
         # Data-parallel when torch.distributed is up (torchrun): see ganmodels.train.distributed.
@@ -558,6 +559,13 @@ def _device_generator(gen: torch.Generator, device: torch.device, seed: int) -> 
     """The generator of per-sample draws. On CPU it is ``gen`` itself (one stream, as ever); elsewhere one on
     the device, so no step copies random numbers from the host (checkpointed as ``rng.device``)."""
     return gen if device.type == "cpu" else torch.Generator(device).manual_seed(seed)
+
+
+def _memory_format(name: str, device: torch.device) -> torch.memory_format:
+    """``TrainConfig.memory_format`` for image networks and batches."""
+    if name == "auto":  # cuDNN's NHWC kernels on a GPU; on CPU the published numbers were made contiguous
+        name = "channels_last" if device.type == "cuda" else "contiguous"
+    return torch.channels_last if name == "channels_last" else torch.contiguous_format
 
 
 def _adam_impl(name: str, device: torch.device) -> dict[str, bool]:
