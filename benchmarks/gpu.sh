@@ -2,15 +2,15 @@
 # The GPU checks of issue 12 in one run, for a machine with a CUDA device and only torch,
 # torchvision, scikit-learn (and pytest) installed: no Prefect, MLflow, DVC or GX needed.
 #
-#   OUT=gpu-results bash benchmarks/gpu.sh          # about 10 minutes on an H100/H200
+#   OUT=gpu-results bash benchmarks/gpu.sh          # about 12 minutes on an H100/H200 (estimated)
 #
 # Most important first, each result written as soon as it exists (a run cut short keeps what it has):
 # the CUDA tests (train.cuda_graph captured and replayed against eager, resume, rollback); the trainer
 # with train.cuda_graph against the hand-written eager loop and the hand-written whole-step CUDA graph
 # (16 px batch 64, then 32 px batch 256); the default digits run trained on the GPU with and without
-# train.cuda_graph and scored with its gates; then the trainer with the CUDA defaults, with per-update
-# reads and torch's default Adam (the previous behaviour), with train.compile, and captured with NCHW
-# batches instead of channels_last (train.memory_format).
+# train.cuda_graph and scored with its gates; then the trainer with the CUDA defaults, captured with NCHW
+# batches instead of channels_last (train.memory_format), with per-update reads and torch's default Adam
+# (the previous behaviour), and with train.compile.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-results}"
@@ -37,8 +37,8 @@ python -m benchmarks.digits_quality --seeds 0 --configs stabilised --device cuda
   | tee "$OUT/digits_default_cuda.txt"
 python -m pytest -q -p no:cacheprovider tests/test_train.py 2>&1 | tail -5 | tee "$OUT/tests_train.txt"
 throughput "" 32 256
+throughput _cuda_graph_contiguous 32 256 --cuda-graph --memory-format contiguous
 throughput _sync1_forloop 16 64 --sync-every 1 --optimizer-impl for-loop
 throughput _compile 16 64 --compile
 throughput _sync1_forloop 32 256 --sync-every 1 --optimizer-impl for-loop
 throughput _compile 32 256 --compile
-throughput _cuda_graph_contiguous 32 256 --cuda-graph --memory-format contiguous
