@@ -225,14 +225,11 @@ class HostWork(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-@pytest.mark.parametrize("name, extra, capturable", [
-    ("dcgan", {}, True), ("cgan", {}, True), ("mlp2d", {}, True), ("pix2pix", {}, True),
-    ("cyclegan", {"pool_size": 0}, True), ("cyclegan", {}, False), ("stylegan2", {}, False),
-])
-def test_a_capturable_step_does_no_host_work(name, extra, capturable, data_of_kind, monkeypatch):
-    """Every family the trainer captures runs a step with no host read and no host draw (R1 and
-    DiffAugment on for images; fused Adam, as on CUDA); the families that say they cannot be captured do
-    host work, which is why."""
+@pytest.mark.parametrize("name, extra", [*((name, {}) for name in sorted(SMALL)), ("cyclegan", {"pool_size": 0})])
+def test_a_capturable_step_does_no_host_work(name, extra, data_of_kind, monkeypatch):
+    """Every registered model: its step does no host read and no host draw (R1 and DiffAugment on for
+    images; fused Adam, as on CUDA) exactly when its family does not block capture. Today StyleGAN2 and
+    CycleGAN with an image pool block it, and do host work; the others are captured."""
     from ganmodels.train import trainer as trainer_module
 
     monkeypatch.setattr(trainer_module, "_device_generator", lambda gen, device, seed: torch.Generator().manual_seed(1))
@@ -245,8 +242,9 @@ def test_a_capturable_step_does_no_host_work(name, extra, capturable, data_of_ki
     trainer._step()  # lazy state (Adam's) is made outside: a capture follows warm-up steps
     with HostWork(trainer.gen) as seen:
         trainer._step()
-    assert (not seen.found) == capturable, seen.found
-    assert (gan.capture_blocker(cfg) is None) == capturable
+    blocker = gan.capture_blocker(cfg)
+    assert (not seen.found) == (blocker is None), (blocker, seen.found)
+    assert (blocker is None) == (name not in ("stylegan2", "cyclegan") or extra == {"pool_size": 0})
 
 
 def test_cuda_graph_must_be_a_boolean():

@@ -15,7 +15,8 @@ come from the CPU ``gen``. On CPU both are one generator.
 Host syncs: on CUDA a step queues its kernels and returns; the step's numbers (losses, gradient
 norms) stay on the device and are read every ``sync_every`` steps, where the guard checks them and
 the callbacks receive them (``_sync``). A callback that reads or changes the model at a step says so
-with ``Callback.needs_live_state``, and that step becomes a sync point.
+with ``Callback.needs_live_state``, and that step becomes a sync point. With ``train.cuda_graph`` the
+whole step is captured in a CUDA graph once per step pattern and replayed (``ganmodels.train.graphs``).
 """
 
 from __future__ import annotations
