@@ -158,3 +158,34 @@ def test_cuda_graph_run_rolls_back(tiny_images):
     assert result.rollbacks == 1 and (result.events[0].step, result.events[0].restored_step) == (18, 15)
     assert t.graphs is not None and t.graphs.captures >= 4  # 3 patterns captured by step 16, more after the load
     assert all(torch.isfinite(p).all() for p in t.networks["D"].parameters())
+
+
+@pytest.mark.parametrize("name", ["cgan", "stylegan2", "cyclegan", "pix2pix", "mlp2d"])
+def test_every_family_is_captured_on_cuda(name, data_of_kind):
+    """Every family's step captured on the GPU (StyleGAN2's style mixing and path-length mean, CycleGAN's
+    image pool filling then full) and replayed: the same numbers as the same run never captured."""
+    from ganmodels.train import LossHistory, graphs
+    from tests.model_configs import SMALL
+
+    model = {**SMALL[name], **({"pool_size": 40} if name == "cyclegan" else {})}
+    gan = ganmodels.build(name, model)
+    points = gan.accepts[0].value == "points"
+    runs = []
+    for warmup in (10**9, 2):
+        saved, graphs.WARMUP = graphs.WARMUP, warmup
+        try:
+            seed_everything(0)
+            history = LossHistory()
+            cfg = TrainConfig(**{"batch_size": 16, "checkpoint_every": 1000, "seed": 0, "device": "cuda",
+                                 **GRAPHED, **({"r1_gamma": 0.0, "diffaugment": ""} if points else {}), "steps": 24})
+            t = Trainer(ganmodels.build(name, model), data_of_kind[gan.accepts[0]], cfg, callbacks=[history])
+            t.fit()
+        finally:
+            graphs.WARMUP = saved
+        runs.append((t, history.logs))
+    (eager, eager_logs), (replayed, logs) = runs
+    assert replayed.graphs is not None and replayed.graphs.captures >= 2, "not captured (see the warning above)"
+    for step, (a, b) in enumerate(zip(eager_logs, logs), 1):
+        for key in a:
+            assert b[key] == pytest.approx(a[key], rel=1e-3, abs=1e-4), f"step {step}: {key}"
+    _assert_close(eager, replayed)

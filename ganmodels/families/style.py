@@ -45,10 +45,6 @@ class StyleGAN2Family(NoiseGAN):
         # which splits it into one graph per layer instance, past torch.compile's recompile limit.
         return {"G.mapping": self.G.mapping, "D": self.D}
 
-    def capture_blocker(self, cfg: "TrainConfig") -> str | None:
-        return ("StyleGAN2's step decides style mixing on the host from a random draw and replaces its "
-                "path-length mean each update; train it with train.cuda_graph: false")
-
     def _cfg(self, key: str, default):
         return getattr(self.config, key, default)
 
@@ -64,16 +60,21 @@ class StyleGAN2Family(NoiseGAN):
         return {**super().phase_losses(), "Gpl": self._pl_loss}
 
     def _ws(self, ctx: StepContext, z: torch.Tensor, c: torch.Tensor | None, update_w_avg: bool) -> torch.Tensor:
-        """(B, num_ws, w_dim), with style mixing: from a random layer on, a second latent's w."""
+        """(B, num_ws, w_dim), with style mixing: from a random layer on, a second latent's w.
+
+        Decided on the device, not the host: the cutoff is drawn there and set past the last layer when
+        this batch does not mix, and the second latent is always mapped (stylegan2-ada does the same). A
+        host decision would read a tensor each step, which a captured step (train.cuda_graph) cannot.
+        """
         ws = self.G.ws(z, c, update_w_avg=update_w_avg)
         mixing = float(self._cfg("style_mixing", 0.9))
         if mixing > 0:
-            cutoff = int(torch.randint(1, ws.shape[1], (), generator=ctx.gen))
-            if float(torch.rand((), generator=ctx.gen)) < mixing:
-                z2 = draws.randn(z.shape, ctx.draws).to(z.device)
-                ws2 = self.G.ws(z2, c)
-                layer = torch.arange(ws.shape[1], device=ws.device)[None, :, None]
-                ws = torch.where(layer < cutoff, ws, ws2)
+            num_ws = ws.shape[1]
+            cutoff = draws.randint(1, num_ws, (), ctx.draws)
+            cutoff = torch.where(draws.rand((), ctx.draws) < mixing, cutoff, num_ws).to(ws.device)
+            ws2 = self.G.ws(draws.randn(z.shape, ctx.draws).to(z.device), c)
+            layer = torch.arange(num_ws, device=ws.device)[None, :, None]
+            ws = torch.where(layer < cutoff, ws, ws2)
         return ws
 
     def _generate(self, ctx: StepContext, z: torch.Tensor, c: torch.Tensor | None, phase: str) -> torch.Tensor:
@@ -95,9 +96,11 @@ class StyleGAN2Family(NoiseGAN):
             directions = draws.randn(images.shape, ctx.draws).to(images.device) / math.sqrt(h * w)
             (grads,) = torch.autograd.grad((images * directions).sum(), ws, create_graph=True)
         lengths = grads.float().square().sum(2).mean(1).sqrt()  # (B,) |J^T y| per sample
-        # The mean over all processes' rows: every process keeps the same running mean.
-        self.pl_mean = self.pl_mean.to(lengths.device).lerp(ctx.mean_all(lengths.mean().detach()),
-                                                            float(self._cfg("pl_decay", 0.01)))
+        # The mean over all processes' rows: every process keeps the same running mean. Updated in place
+        # (moved to the device once, before any capture): a captured step keeps writing the tensor it read.
+        if self.pl_mean.device != lengths.device:
+            self.pl_mean = self.pl_mean.to(lengths.device)
+        self.pl_mean.lerp_(ctx.mean_all(lengths.mean().detach()), float(self._cfg("pl_decay", 0.01)))
         penalty = (lengths - self.pl_mean).square().mean()
         weight = float(self._cfg("pl_weight", 2.0)) * int(self._cfg("pl_every", 4))
         return penalty * weight, {"pl_length": lengths.mean().detach(), "pl_penalty": penalty.detach()}

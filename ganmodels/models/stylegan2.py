@@ -233,8 +233,11 @@ class Generator(nn.Module):
            update_w_avg: bool = False) -> torch.Tensor:
         """(B, num_ws, w_dim): the mapped latents, truncated towards ``w_avg`` by ``truncation`` (a float or (B,))."""
         w = self.mapping(z, c, update_w_avg=update_w_avg)
-        psi = torch.as_tensor(truncation, dtype=w.dtype, device=w.device).reshape(-1, 1)  # (1 or B, 1)
-        w = self.mapping.w_avg + psi * (w - self.mapping.w_avg)
+        if torch.is_tensor(truncation):
+            psi = truncation.to(w.dtype).reshape(-1, 1)  # (1 or B, 1)
+            w = self.mapping.w_avg + psi * (w - self.mapping.w_avg)
+        elif truncation != 1.0:  # a Python number stays one: no tensor made from the host (train.cuda_graph)
+            w = self.mapping.w_avg + truncation * (w - self.mapping.w_avg)
         return w[:, None, :].expand(-1, self.num_ws, -1)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor | None = None, truncation: torch.Tensor | float = 1.0,

@@ -309,8 +309,9 @@ class Trainer:
             if step % phase.every:
                 continue
             for _ in range(phase.repeat):
-                loss, extra = self.model.phase_loss(phase, ctx)
-                numbers.update(self._update(phase, loss, extra, checks))
+                with self._trains_only(phase.optimiser):
+                    loss, extra = self.model.phase_loss(phase, ctx)
+                    numbers.update(self._update(phase, loss, extra, checks))
         if self.process.world > 1:  # running means a step updates from its own rows (w_avg)
             distributed.average_buffers(self.networks.values(), self.process.world)
         if self.ema:
@@ -319,10 +320,31 @@ class Trainer:
                 update_ema(ema, self.networks[name], beta)
         return numbers, checks
 
+    @contextlib.contextmanager
+    def _trains_only(self, optimiser: str):
+        """In a captured step, the other optimisers' parameters take no gradient in this phase
+        (stylegan2-ada's ``requires_grad_`` per phase). Otherwise a G phase that runs before D's (CycleGAN)
+        adds D's weight gradients to the ``.grad`` tensors D's update in the previous step left: memory the
+        previous replay made, which a graph must not hold (train.cuda_graph). Uncaptured runs keep
+        computing those gradients (and discarding them): skipping them changes backward kernels and so
+        the rounding of every published CPU number, for no speed-up measurable on this CPU."""
+        if self.graphs is None:
+            yield
+            return
+        frozen = [p for name, opt in self.optimisers.items() if name != optimiser
+                  for group in opt.param_groups for p in group["params"] if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+
     def _step_pattern(self) -> tuple:
         """The Python decisions ``_step`` makes at this step: steps with equal patterns run the same kernels."""
         return (tuple(self.step % phase.every == 0 for phase in self.phases),
-                self.step % self.cfg.reg_every == 0, self.step < self.cfg.ema_start)
+                self.step % self.cfg.reg_every == 0, self.step < self.cfg.ema_start, self.model.step_key())
 
     def _graphed_step(self) -> tuple[dict[str, torch.Tensor], Checks]:
         """``_step`` through the step graphs: the same numbers, from one graph replay per step once captured."""
