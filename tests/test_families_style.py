@@ -86,6 +86,20 @@ def test_style_mixing_switches_to_the_second_latent_from_the_cutoff_on(tiny_imag
     assert torch.allclose(none, none[:, :1].expand_as(none))  # one w for every layer
 
 
+def test_a_batch_that_does_not_mix_keeps_its_own_latent_and_draws_the_same_numbers(tiny_images):
+    """Mixing is decided on the device: a batch that does not mix still maps a second latent (so every
+    step runs the same kernels and draws the same count of numbers) and keeps its first latent's w."""
+    z = torch.randn(4, 8)
+    after = []
+    for mixing in (1.0, 1e-9):
+        model = build(style_mixing=mixing)
+        ctx = context(model, tiny=model.training_tensors(tiny_images, torch.device("cpu")))
+        ws = model._ws(ctx, z[:, :model.G.z_dim], None, update_w_avg=False)
+        after.append(torch.randn((), generator=ctx.gen))
+    torch.testing.assert_close(ws, model.G.ws(z[:, :model.G.z_dim]))
+    assert torch.equal(after[0], after[1])
+
+
 def test_the_path_length_penalty_against_an_independent_jacobian(tiny_images):
     """|J_w^T y| by autograd on the flattened map w -> image, for each sample, compared with the family's."""
     model = build(style_mixing=0.0, pl_batch_shrink=1, pl_weight=3.0, pl_every=2)

@@ -22,7 +22,7 @@ import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Hashable, Literal
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Literal
 
 import torch
 from torch import nn
@@ -226,12 +226,6 @@ class GANFamily(nn.Module):
         None. A captured step replays its kernels only: a step that decides on the host from a random
         draw, or keeps state in Python objects, cannot be replayed."""
         return None
-
-    def step_key(self) -> Hashable:
-        """The Python decisions of this family's next step that depend on its own state (CycleGAN: how
-        full its image pools are): steps with different keys run different kernels, so a captured
-        step is kept for each key (``train.cuda_graph``)."""
-        return ()
 
     @property
     def generator(self) -> nn.Module:

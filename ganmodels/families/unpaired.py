@@ -49,12 +49,14 @@ class UnpairedGAN(GANFamily):
     def __init__(self, name: str, config, G_AB: nn.Module, G_BA: nn.Module, D_A: nn.Module, D_B: nn.Module):
         super().__init__(name, config, G_AB=G_AB, G_BA=G_BA, D_A=D_A, D_B=D_B)
         self.pool_size = int(getattr(config, "pool_size", 50))
-        self._pools = {"A": ImagePool(self.pool_size), "B": ImagePool(self.pool_size)}
+        self._pools: dict[str, list[torch.Tensor]] = {"A": [], "B": []}
         self._fakes: dict[str, torch.Tensor] = {}  # this step's G-phase fakes, for its D phase
 
-    def step_key(self) -> tuple:
-        # While a pool fills, a step stores a different number of images (its slices are Python ints).
-        return tuple(pool.filled for pool in self._pools.values())
+    def capture_blocker(self, cfg) -> str | None:
+        if self.pool_size:
+            return (f"the image pool (model.pool_size={self.pool_size}) is kept and sampled on the host; "
+                    "set model.pool_size: 0 or train.cuda_graph: false")
+        return None
 
     @property
     def lambda_cycle(self) -> float:
@@ -123,7 +125,7 @@ class UnpairedGAN(GANFamily):
         with ctx.autocast():
             for domain, D, real in (("A", self.D_A, real_a), ("B", self.D_B, real_b)):
                 # The pool holds the global batch's fakes, so every process keeps the same pool.
-                fake = ctx.rows(self._pools[domain].query(ctx.gather(fakes[domain]), ctx.draws.gen))
+                fake = ctx.rows(self._query_pool(domain, ctx.gather(fakes[domain]), ctx.gen))
                 real_logits, fake_logits = ctx.discriminate(D, real), ctx.discriminate(D, fake)
                 # LSGAN's D objective is halved in the paper's code, so D learns slower than G (§4, training details).
                 total = total + 0.5 * ctx.loss.d_loss(real_logits.float(), fake_logits.float())
@@ -135,12 +137,30 @@ class UnpairedGAN(GANFamily):
         self._fakes = {}
         return total, logs
 
+    def _query_pool(self, domain: str, fakes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Per image: while the pool fills, store it and use it; then with probability 1/2 use it as it is,
+        else swap it for a random stored one (which is used instead). Draws come from the run's RNG."""
+        if self.pool_size == 0:
+            return fakes
+        pool, out = self._pools[domain], []
+        for image in fakes:
+            image = image.unsqueeze(0).detach()
+            if len(pool) < self.pool_size:
+                pool.append(image.cpu())
+                out.append(image)
+            elif torch.rand((), generator=gen).item() < 0.5:
+                out.append(image)
+            else:
+                k = int(torch.randint(len(pool), (), generator=gen))
+                out.append(pool[k].to(image.device))
+                pool[k] = image.cpu()
+        return torch.cat(out)
+
     def family_state(self) -> dict:
-        return {f"pool_{d}": pool.state() for d, pool in self._pools.items()}
+        return {f"pool_{d}": torch.cat(p) if p else torch.zeros(0) for d, p in self._pools.items()}
 
     def load_family_state(self, state: dict) -> None:
-        for d, pool in self._pools.items():
-            pool.load(state.get(f"pool_{d}", torch.zeros(0)))
+        self._pools = {d: list(state.get(f"pool_{d}", torch.zeros(0)).split(1)) for d in ("A", "B")}
         self._fakes = {}
 
     # -- evaluation and export -------------------------------------------------------------------------
@@ -188,64 +208,3 @@ class UnpairedGAN(GANFamily):
 
     def export_module(self, G: nn.Module | None = None) -> nn.Module:
         return G if G is not None else self.G_AB
-
-
-class ImagePool:
-    """The history of generated images that D sees (Shrivastava et al. 2017; CycleGAN §4 keeps 50).
-
-    Per image: while the pool fills, store it and use it; then with probability 1/2 use it as it is,
-    else use a random stored image and store this one in its place. Kept on the training device and
-    decided there, without a host read or a host draw, so a captured step (train.cuda_graph) replays it.
-    A batch is handled at once: an image that swaps gets its slot's content from before the batch, and
-    when two images of a batch pick the same slot the later one is stored (in a loop over the images
-    the later one would also get the earlier one back). The draws come from the run's generator on the
-    device, for the whole batch in every process, so data-parallel processes keep equal pools.
-    """
-
-    def __init__(self, size: int):
-        self.size, self.filled = size, 0
-        self.images: torch.Tensor | None = None  # (size + 1, C, H, W); the last row takes ignored writes
-
-    def query(self, fakes: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        if self.size == 0:
-            return fakes
-        fakes = fakes.detach()
-        if self.images is None:
-            self.images = fakes.new_zeros((self.size + 1, *fakes.shape[1:]))
-        elif self.images.device != fakes.device:  # loaded from a checkpoint, before any capture
-            self.images = self.images.to(fakes.device)
-        stored = min(self.size - self.filled, len(fakes))  # a Python int: part of the step key
-        if stored:
-            self.images[self.filled:self.filled + stored] = fakes[:stored]
-            self.filled += stored
-        rest = fakes[stored:]
-        if not len(rest):
-            return fakes
-        n = len(rest)
-        swap = torch.rand((n,), generator=gen, device=gen.device).to(fakes.device) >= 0.5
-        slot = torch.randint(self.size, (n,), generator=gen, device=gen.device).to(fakes.device)
-        used = torch.where(swap[:, None, None, None], self.images[slot].to(fakes.dtype), rest)
-        # Exactly one write per slot, by the batch's last image that swaps into it: the others write to
-        # the spare row, so the stored images never depend on the order of a scatter.
-        later = torch.ones(n, n, dtype=torch.bool, device=fakes.device).triu(1)
-        overwritten = (later & (slot[:, None] == slot[None, :]) & swap[None, :]).any(1)
-        target = torch.where(swap & ~overwritten, slot, self.size)
-        self.images.index_put_((target,), rest.to(self.images.dtype))
-        return torch.cat([fakes[:stored], used])
-
-    def state(self) -> torch.Tensor:
-        """The stored images (filled, C, H, W) on the CPU: the checkpoint's ``pool_A`` / ``pool_B``."""
-        if self.images is None or not self.filled:
-            return torch.zeros(0)
-        return self.images[:self.filled].detach().cpu().clone()
-
-    def load(self, images: torch.Tensor) -> None:
-        self.filled = len(images)
-        if not self.filled:
-            self.images = None
-            return
-        if self.filled > self.size:
-            raise ValueError(f"the checkpoint's image pool holds {self.filled} images, more than model.pool_size="
-                             f"{self.size}; resume with the pool size it was trained with")
-        self.images = images.new_zeros((self.size + 1, *images.shape[1:]))
-        self.images[:self.filled] = images

@@ -16,9 +16,8 @@ each captured after ``WARMUP`` eager steps of that pattern (lazy initialisation:
 cuBLAS/cuDNN workspaces, must not happen inside a capture). Loading a state (resume, rollback) drops
 every graph: the optimisers' state tensors are replaced by the load, and a graph holds their addresses.
 
-A family adds its own decisions to the pattern with ``GANFamily.step_key`` (CycleGAN: how full its image
-pools are). A family whose step cannot be captured says so through ``GANFamily.capture_blocker`` (no
-shipped family does); those runs, and every setting a graph cannot hold (``sync_every == 1``,
+A family whose step cannot be captured (CycleGAN's image pool is kept and sampled on the host) says so
+through ``GANFamily.capture_blocker``; those runs, and every setting a graph cannot hold (``sync_every == 1``,
 data-parallel, bf16 autocast, ``train.compile``, a CPU device), train uncaptured with a warning that
 names the reason and the fix.
 """

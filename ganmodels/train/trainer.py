@@ -344,7 +344,7 @@ class Trainer:
     def _step_pattern(self) -> tuple:
         """The Python decisions ``_step`` makes at this step: steps with equal patterns run the same kernels."""
         return (tuple(self.step % phase.every == 0 for phase in self.phases),
-                self.step % self.cfg.reg_every == 0, self.step < self.cfg.ema_start, self.model.step_key())
+                self.step % self.cfg.reg_every == 0, self.step < self.cfg.ema_start)
 
     def _graphed_step(self) -> tuple[dict[str, torch.Tensor], Checks]:
         """``_step`` through the step graphs: the same numbers, from one graph replay per step once captured."""
