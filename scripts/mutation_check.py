@@ -306,7 +306,7 @@ MUTATIONS = (
     Mutation("cuda graph: StyleGAN2 decides style mixing on the host", "ganmodels/families/style.py",
              "            cutoff = torch.where(draws.rand((), ctx.draws) < mixing, cutoff, num_ws).to(ws.device)",
              "            cutoff = cutoff if float(torch.rand((), generator=ctx.gen)) < mixing else num_ws",
-             ("tests/test_graphs.py::test_a_capturable_step_does_no_host_work[stylegan2-extra0]",
+             ("tests/test_graphs.py::test_a_capturable_step_does_no_host_work[stylegan2]",
               "tests/test_families_style.py::test_a_batch_that_does_not_mix_keeps_its_own_latent_and_draws_the_same_numbers")),
     Mutation("cuda graph: a phase also takes gradients for the other optimisers' networks",
              "ganmodels/train/trainer.py", "                with self._trains_only(phase.optimiser):",

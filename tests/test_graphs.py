@@ -283,7 +283,8 @@ class HostWork(TorchDispatchMode):
         return func(*args, **kwargs)
 
 
-@pytest.mark.parametrize("name, extra", [*((name, {}) for name in sorted(SMALL)), ("cyclegan", {"pool_size": 0})])
+@pytest.mark.parametrize("name, extra", [*((name, {}) for name in sorted(SMALL)), ("cyclegan", {"pool_size": 0})],
+                         ids=[*sorted(SMALL), "cyclegan-no-pool"])
 def test_a_capturable_step_does_no_host_work(name, extra, data_of_kind, monkeypatch):
     """Every registered model: its step does no host read and no host draw (R1 and DiffAugment on for
     images; fused Adam, as on CUDA) exactly when its family does not block capture. Only CycleGAN with
