@@ -325,9 +325,9 @@ class Trainer:
         """In a captured step, the other optimisers' parameters take no gradient in this phase
         (stylegan2-ada's ``requires_grad_`` per phase). Otherwise a G phase that runs before D's (CycleGAN)
         adds D's weight gradients to the ``.grad`` tensors D's update in the previous step left: memory the
-        previous replay made, which a graph must not hold (train.cuda_graph). Uncaptured runs keep
-        computing those gradients (and discarding them): skipping them changes backward kernels and so
-        the rounding of every published CPU number, for no speed-up measurable on this CPU."""
+        previous replay made, which a graph must not hold (train.cuda_graph). Uncaptured runs still
+        compute those gradients (and discard them): skipping them there too left the default digits run
+        the same to the last digit and was not measurably faster on a 2-core CPU; not yet measured on a GPU."""
         if self.graphs is None:
             yield
             return
