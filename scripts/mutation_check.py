@@ -217,7 +217,7 @@ MUTATIONS = (
              "            pass\n",
              ("tests/test_distributed.py::test_two_gloo_processes_train_the_weights_of_one[stylegan2]",)),
     Mutation("data-parallel: the path-length mean of one process's rows", "ganmodels/families/style.py",
-             "lerp(ctx.mean_all(lengths.mean().detach()),", "lerp(lengths.mean().detach(),",
+             "lerp_(ctx.mean_all(lengths.mean().detach()),", "lerp_(lengths.mean().detach(),",
              ("tests/test_distributed.py::test_two_gloo_processes_train_the_weights_of_one[stylegan2]",)),
     Mutation("data-parallel: each process pools only its own fakes", "ganmodels/families/unpaired.py",
              "fake = ctx.rows(self._query_pool(domain, ctx.gather(fakes[domain]), ctx.gen))",
