@@ -319,6 +319,21 @@ MUTATIONS = (
 )
 
 
+def listing_problems(mutation: Mutation, root: Path = REPO) -> list[str]:
+    """Why ``mutation`` can no longer be judged in ``root``: its code is not there exactly once (stale), or a
+    test it names does not exist. Empty when it can be."""
+    problems = []
+    count = (root / mutation.path).read_text().count(mutation.find)
+    if count != 1 or mutation.find == mutation.replace:
+        problems.append(f"its code appears {count} times in {mutation.path} (must be exactly once)")
+    for node in mutation.tests:
+        path, _, test = node.partition("::")
+        function = test.partition("[")[0]
+        if not (root / path).is_file() or (function and f"def {function}(" not in (root / path).read_text()):
+            problems.append(f"no test {node}")
+    return problems
+
+
 def copy_tracked_files(dst: Path) -> None:
     """The working-tree version of every file git tracks (uncommitted edits included), nothing else."""
     listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
@@ -351,25 +366,25 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="ganpipe-mutation-") as tmp:
         pristine = Path(tmp) / "pristine"
         copy_tracked_files(pristine)
-        stale = [m.name for m in chosen if (pristine / m.path).read_text().count(m.find) != 1]
-        baseline_tests = tuple(dict.fromkeys(t for m in chosen for t in m.tests))
-        start = time.perf_counter()
+        stale = {m.name: "; ".join(problems) for m in chosen if (problems := listing_problems(m, pristine))}
+        baseline_tests = tuple(dict.fromkeys(t for m in chosen if m.name not in stale for t in m.tests))
         jobs = max(1, args.jobs)
-        with concurrent.futures.ThreadPoolExecutor(jobs) as pool:  # the selections split over the jobs
-            baselines = [] if args.no_baseline else list(pool.map(
-                lambda part: run_tests(pristine, part, args.timeout),
-                [baseline_tests[i::jobs] for i in range(jobs) if baseline_tests[i::jobs]]))
-        for baseline in baselines:
-            if baseline.returncode != 0:
-                print(f"the unmutated copy fails its tests, so no mutation can be judged:\n{baseline.stdout[-3000:]}")
-                return 1
         if not args.no_baseline:
+            start = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(jobs) as pool:  # the selections split over the jobs
+                baselines = list(pool.map(lambda part: run_tests(pristine, part, args.timeout),
+                                          [baseline_tests[i::jobs] for i in range(jobs) if baseline_tests[i::jobs]]))
+            for baseline in baselines:
+                if baseline.returncode != 0:
+                    print(f"the unmutated copy fails its tests, so no mutation can be judged:\n"
+                          f"{baseline.stdout[-3000:]}")
+                    return 1
             print(f"baseline: {len(baseline_tests)} test selections pass unmutated "
                   f"({time.perf_counter() - start:.0f} s)")
 
         def judge(index: int, mutation: Mutation) -> tuple[Mutation, str, str]:
             if mutation.name in stale:
-                return mutation, "STALE", "the code to break no longer appears exactly once"
+                return mutation, "STALE", stale[mutation.name]
             copy = Path(tmp) / f"mutant-{index}"
             shutil.copytree(pristine, copy)
             target = copy / mutation.path
