@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
-
 for _key, _value in {
     "DO_NOT_TRACK": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "DVC_NO_ANALYTICS": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "GX_ANALYTICS_ENABLED": "False",
+    # One thread per thread pool (torch's and scikit-learn's libgomp, OpenBLAS), and OpenMP workers that
+    # sleep when idle. The suite runs two pytest workers on two cores (README); each pool's default of one
+    # thread per core would put four spinning threads on two cores, which made every test about twice as
+    # slow as run alone. Read once, when a library loads: so before torch (and numpy) is imported here, and
+    # inherited by every process a test starts.
+    "OMP_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OMP_WAIT_POLICY": "PASSIVE",
 }.items():
     os.environ.setdefault(_key, _value)
+
+import pytest  # noqa: E402 (after the thread settings above)
+import torch  # noqa: E402
 
 # Unit tests run tiny ops where intra-op threads only add contention (a 2-core CI box running
 # other processes slowed the resume test 10x); one thread per test process is also deterministic.
