@@ -100,3 +100,30 @@ def data_of_kind(tiny_images, tiny_points, tiny_pairs, tiny_unpaired):
 
     return {DataKind.LABELLED_IMAGES: tiny_images, DataKind.IMAGES: tiny_images, DataKind.POINTS: tiny_points,
             DataKind.PAIRED_IMAGES: tiny_pairs, DataKind.UNPAIRED_IMAGES: tiny_unpaired}
+
+
+# The modules that take minutes, longest first (serial CI, 2026-11-29: the family default runs ~18 min, the
+# mutation check ~8, the smoke project and the failure runs several each). Under the README's two workers
+# (``-n 2``; pyproject's ``--dist loadfile --no-loadscope-reorder``) each module runs whole on one worker in
+# collection order, so these start first and the many short modules fill in around them. Without this xdist
+# queues modules by their number of tests, which put these few-test ones last: one worker then ran them alone
+# for the last 20 minutes. Only the order changes; a serial run keeps pytest's.
+LONGEST_FIRST = (
+    "test_family_defaults.py",
+    "test_mutation_check.py",
+    "test_pipeline_e2e.py",
+    "test_run_failures.py",
+    "test_hostile_inputs.py",
+    "test_tracking_server.py",
+    "test_resume_e2e.py",
+    "test_metrics_fid.py",
+    "test_browser.py",
+    "test_schedule.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # xdist's workers collect; the controller only schedules
+        return
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

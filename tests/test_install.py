@@ -163,3 +163,12 @@ def test_a_postgresql_apt_cannot_install_warns_users_and_fails_ci(tmp_path):
     assert result.returncode != 0
     assert "step 'postgresql' failed" in result.stderr
     assert "fake pytest ran" not in result.stdout and not any("-m pytest" in c for c in calls)
+
+
+def test_the_longest_first_modules_exist():
+    """tests/conftest.py's scheduling hint for the README's two workers: a renamed module would silently drop
+    back to xdist's order (longest last)."""
+    from conftest import LONGEST_FIRST
+
+    assert len(set(LONGEST_FIRST)) == len(LONGEST_FIRST)
+    assert [name for name in LONGEST_FIRST if not (REPO / "tests" / name).is_file()] == []

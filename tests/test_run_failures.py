@@ -322,6 +322,15 @@ def test_the_store_schema_is_created_only_under_the_store_lock(tmp_path):
     from pipelines.locks import store_lock
     from pipelines.tracking import connect_store
 
+    # How long creating a store takes here and now, unlocked (mlflow's import and the schema's migrations): the
+    # wait below is twice that. A fixed 2 s let a loaded machine (two test workers, a mutation check beside
+    # them) pass this test with the lock removed: the store was still being created when the 2 s were up.
+    control = tmp_path / "control"
+    control.mkdir()
+    start = time.perf_counter()
+    connect_store(TrackingConfig(tracking_uri=f"sqlite:///{control / 'mlflow.db'}"), control)
+    unlocked = time.perf_counter() - start
+
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     holder = subprocess.Popen([sys.executable, "-c", (
@@ -334,7 +343,7 @@ def test_the_store_schema_is_created_only_under_the_store_lock(tmp_path):
         worker = threading.Thread(target=lambda: done.update(client=connect_store(
             TrackingConfig(tracking_uri=uri), tmp_path)))
         worker.start()
-        time.sleep(2.0)
+        time.sleep(2 * unlocked + 1.0)
         assert worker.is_alive() and not db.exists()  # waiting for the lock, nothing created yet
     finally:
         holder.communicate("release\n", timeout=60)
