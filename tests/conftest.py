@@ -12,9 +12,9 @@ for _key, _value in {
     "GX_ANALYTICS_ENABLED": "False",
     # One thread per thread pool (torch's and scikit-learn's libgomp, OpenBLAS), and OpenMP workers that
     # sleep when idle. The suite runs two pytest workers on two cores (README); each pool's default of one
-    # thread per core would put four spinning threads on two cores, which made every test about twice as
-    # slow as run alone. Read once, when a library loads: so before torch (and numpy) is imported here, and
-    # inherited by every process a test starts.
+    # thread per core would put four threads on two cores, and spinning OpenMP workers slow a loaded machine
+    # out of proportion (docs/performance.md). Read once, when a library loads: so before torch (and numpy) is
+    # imported here, and inherited by every process a test starts.
     "OMP_NUM_THREADS": "1",
     "OPENBLAS_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
