@@ -2,9 +2,10 @@
 it (params.yaml defaults: full training, every gate on), each through the real Prefect flow, MLflow store
 and ONNX export, its quality judged by checks independent of ganmodels' own evaluation.
 
-These train for minutes each (about 18 on a 2-core CPU): a module of their own, so that a parallel test run
-(``pytest -n 2``, the README's command; xdist's ``--dist loadfile`` keeps a module on one worker) starts them
-alongside the rest instead of after it. DCGAN's default run is measured by benchmarks/digits_quality.py.
+These train for minutes each (about 18 serially on a 2-core CPU). They are a module of their own because the
+README's parallel run (``pytest -n 2`` with ``--dist loadfile``) keeps a module on one worker: apart from the
+smoke project in test_pipeline_e2e.py, they and it run on different workers, and conftest's LONGEST_FIRST
+starts this module first. DCGAN's default run is measured by benchmarks/digits_quality.py.
 """
 
 from __future__ import annotations
