@@ -10,7 +10,8 @@
 # (16 px batch 64, then 32 px batch 256); the default digits run trained on the GPU with and without
 # train.cuda_graph and scored with its gates; then the trainer with the CUDA defaults, captured with NCHW
 # batches instead of channels_last (train.memory_format), with per-update reads and torch's default Adam
-# (the previous behaviour), and with train.compile.
+# (the previous behaviour), and with train.compile. One Adam update per implementation (benchmarks.adam_impl)
+# sits among them: seconds, and it checks train.optimizer_impl's CUDA default.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu-results}"
@@ -36,6 +37,7 @@ throughput "" 16 64
 python -m benchmarks.digits_quality --seeds 0 --configs stabilised --device cuda 2>&1 \
   | tee "$OUT/digits_default_cuda.txt"
 python -m pytest -q -p no:cacheprovider tests/test_train.py 2>&1 | tail -5 | tee "$OUT/tests_train.txt"
+python -m benchmarks.adam_impl --device cuda --model stylegan2 2>&1 | tee "$OUT/adam_impl_stylegan2.txt"
 throughput "" 32 256
 throughput _cuda_graph_contiguous 32 256 --cuda-graph --memory-format contiguous
 throughput _sync1_forloop 16 64 --sync-every 1 --optimizer-impl for-loop
