@@ -63,9 +63,9 @@ def run(model: str = "dcgan", resolution: int = 16, device: str = "cpu", *, upda
                 torch.cuda.synchronize(dev)
             times[impl].append((time.perf_counter() - start) / updates * 1e3)
     auto = _adam_impl("auto", dev)
-    out: dict = {"config": {"model": model, "resolution": resolution if sized else None, "device": str(dev), "updates": updates,
-                            "repeats": repeats, "threads": torch.get_num_threads(), "tensors": len(params),
-                            "parameters": sum(p.numel() for p in params)},
+    out: dict = {"config": {"model": model, "resolution": resolution if sized else None, "device": str(dev),
+                            "updates": updates, "repeats": repeats, "threads": torch.get_num_threads(),
+                            "tensors": len(params), "parameters": sum(p.numel() for p in params)},
                  "auto": next((impl for impl in IMPLS if _adam_impl(impl, dev) == auto), "torch's default")}
     for impl, values in times.items():
         out[impl] = {"median_ms": statistics.median(values), "all_ms": values}
