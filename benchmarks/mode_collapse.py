@@ -22,7 +22,7 @@ Prints a markdown table with the published rows and our mean ± std (sample std 
 whether the stabilised recipe meets the target on every seed: all modes, >= 90% high quality,
 reverse KL <= 0.05. ``--out`` writes every per-seed result as JSON. Asserts nothing.
 
-    .venv/bin/python -m benchmarks.mode_collapse --datasets ring8 grid25 --seeds 0 1 2 3 4 --out mc.json
+    .venv/bin/python -m benchmarks.mode_collapse --datasets ring8 grid25 --seeds 0 1 2 3 4 --jobs 2 --out mc.json
 """
 
 from __future__ import annotations
