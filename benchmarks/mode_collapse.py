@@ -240,8 +240,8 @@ def main(argv=None) -> int:
         configs = {c: {"model": CONFIGS[c].model_config(), "train": CONFIGS[c].train_values()} for c in args.configs}
         summary = {"settings": settings_used, "configs": configs,
                    "seeds": args.seeds, "n_samples": N_SAMPLES, "eval_seed": EVAL_SEED, "target": target,
-                   "total_seconds": round(total, 1), "threads": args.threads, "jobs": args.jobs, "torch": torch.__version__,
-                   "machine": platform.machine(), "results": results}
+                   "total_seconds": round(total, 1), "threads": args.threads, "jobs": args.jobs,
+                   "torch": torch.__version__, "machine": platform.machine(), "results": results}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
         print(f"wrote {args.out}")

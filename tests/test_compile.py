@@ -44,7 +44,7 @@ def test_compiled_training_matches_eager_in_every_family(name, data_of_kind, mon
         # Without the image pool. With it (pool_size 3), on a 2-core AMD EPYC host (2026-12-08) every loss still
         # matched at step 2 but G's gradient norm differed by 1e-3 (8.7e-2 by step 6); with pool_size 0, or with
         # G 8 wide, the worst difference was 0.4% / 1.6% of this tolerance. It passed with the pool on the
-        # Xeon hosts before. Cause not found yet (docs/performance.md, "train.compile"); the pool is covered
+        # Xeon hosts before. Cause not found yet (docs/performance.md, CUDA graphs, "Fallbacks"); the pool is covered
         # in eager training by the CycleGAN tests.
         monkeypatch.setitem(SMALL, name, {**SMALL[name], "pool_size": 0})
     data = data_of_kind[ganmodels.build(name, SMALL[name]).accepts[0]]
