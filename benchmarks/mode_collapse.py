@@ -187,8 +187,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None, help="override every data set's batch size")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads per run (default 1)")
     p.add_argument("--jobs", type=int, default=1,
-                   help="runs trained at once in separate processes (default 1; 2 on a 2-core machine halves the "
-                        "wall time, and every result is the same as with 1: each run is seeded on its own)")
+                   help="runs trained at once in separate processes (default 1; 2 on a 2-core machine, one per "
+                        "core; every result is the same as with 1: each run is seeded on its own)")
     p.add_argument("--out", type=Path, default=None, help="write per-seed results and the summary as JSON")
     return p.parse_args(argv)
 
